@@ -1,0 +1,1 @@
+"""newsdedup: duplicate-aware news ingestion into PostgreSQL."""
