@@ -1,0 +1,38 @@
+# newsdedup: make demo (the main job, from nothing), make test (the suite, from nothing).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+
+.PHONY: demo test venv lint bench pg-start pg-stop clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	@UV=$$(command -v uv || echo $(UV)); \
+	  [ -x $(PY) ] || $$UV venv --quiet --python 3.11 $(VENV); \
+	  $$UV pip install --quiet --python $(PY) -r requirements-dev.txt
+	@touch $@
+
+demo: venv
+	@bash scripts/demo.sh
+
+test: venv
+	@bash scripts/test.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: venv
+	@bash scripts/bench.sh
+
+pg-start:
+	@scripts/pg.sh start
+
+pg-stop:
+	@scripts/pg.sh stop
+
+clean:
+	-scripts/pg.sh destroy
+	rm -rf .demo .airflow

@@ -1,0 +1,7 @@
+"""Entry point for python -m newsdedup."""
+
+import sys
+
+from newsdedup.cli import main
+
+sys.exit(main())

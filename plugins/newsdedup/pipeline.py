@@ -1,0 +1,223 @@
+"""One ingestion run, step by step: begin, crawl each source, process pages, finish.
+
+The Airflow DAG calls these steps as tasks; `newsdedup ingest` calls them in one process.
+Steps hand over through PostgreSQL (raw_pages), so each can be retried on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from newsdedup import store
+from newsdedup.clean import clean_article
+from newsdedup.config import Settings
+from newsdedup.extract import ExtractionError, extract
+from newsdedup.fetch import Fetcher, FetchPolicy, FetchResult
+from newsdedup.sources import FeedEntry, discover, load_sources
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 50
+Progress = Callable[[int], None]
+
+
+def _record(result: FetchResult, source_id: int, kind: str) -> store.CrawlRecord:
+    """Turn a fetch result into a crawl_log record."""
+    return store.CrawlRecord(
+        url=result.url,
+        request_kind=kind,
+        outcome=result.outcome,
+        source_id=source_id,
+        final_url=result.final_url,
+        http_status=result.status,
+        nbytes=result.nbytes,
+        elapsed_ms=result.elapsed_ms,
+        error_class=result.error_class,
+        error_message=result.error_message,
+    )
+
+
+def sync_sources(settings: Settings) -> dict[str, int]:
+    """Load the sources file and write it to the sources table."""
+    sources = load_sources(settings.sources_path)
+    with store.connect(settings.db_url) as conn:
+        return store.sync_sources(conn, sources)
+
+
+def begin_run(db_url: str, run_key: str, trigger: str) -> dict:
+    """Start (or resume) a run; return its id and the names of the sources to crawl."""
+    with store.connect(db_url) as conn:
+        names = [s.source.name for s in store.enabled_sources(conn)]
+        run_id = store.start_run(conn, run_key, trigger, len(names))
+    return {"run_id": run_id, "sources": names}
+
+
+def crawl_source(db_url: str, run_id: int, source_name: str, fetcher: Fetcher | None = None) -> dict:
+    """Discover one source's new article URLs, fetch them and stage the pages in raw_pages."""
+    own_fetcher = fetcher is None
+    fetcher = fetcher or Fetcher(FetchPolicy.from_env())
+    counts: Counter[str] = Counter()
+    report: dict = {"source": source_name, "failed": False, "error": None}
+    try:
+        with store.connect(db_url) as conn:
+            stored = store.get_source(conn, source_name)
+        found = discover(stored.source, fetcher, etag=stored.etag, last_modified=stored.last_modified)
+        with store.connect(db_url) as conn:
+            store.log_crawl(conn, run_id, [_record(r, stored.source_id, "feed") for r in found.fetches])
+        if found.error:
+            report.update(failed=True, error=found.error)
+            return report | dict(counts)
+        if found.not_modified:
+            counts["feeds_not_modified"] += 1
+            return report | dict(counts)
+        counts["urls_discovered"] = len(found.entries)
+        with store.connect(db_url) as conn:
+            known = store.known_urls(conn, [e.url for e in found.entries])
+        todo = [e for e in found.entries if _needs_fetch(e, known)]
+        counts["urls_skipped_known"] = len(found.entries) - len(todo)
+        for start in range(0, len(todo), BATCH_SIZE):
+            _fetch_batch(db_url, run_id, stored.source_id, todo[start : start + BATCH_SIZE], fetcher, counts)
+        feed = found.fetches[0]
+        with store.connect(db_url) as conn:
+            store.save_source_state(conn, stored.source_id, feed.etag, feed.last_modified)
+    finally:
+        if own_fetcher:
+            fetcher.close()
+    log.info("source %s: %s", source_name, dict(counts))
+    return report | dict(counts)
+
+
+def _needs_fetch(entry: FeedEntry, known: dict[str, datetime]) -> bool:
+    """Fetch new URLs, and stored ones the source says changed after we fetched them."""
+    fetched_at = known.get(entry.url)
+    if fetched_at is None:
+        return True
+    return entry.updated_at is not None and entry.updated_at > fetched_at
+
+
+def _fetch_batch(
+    db_url: str, run_id: int, source_id: int, entries: list[FeedEntry], fetcher: Fetcher, counts: Counter
+) -> None:
+    """Fetch a batch of article pages and write them and their crawl records in one transaction."""
+    pages: list[store.RawPage] = []
+    records: list[store.CrawlRecord] = []
+    for entry in entries:
+        result = fetcher.get(entry.url)
+        records.append(_record(result, source_id, "article"))
+        if result.ok and result.text:
+            counts["pages_fetched"] += 1
+            pages.append(
+                store.RawPage(
+                    source_id, entry.url, result.final_url, result.status, result.content_type,
+                    result.encoding, result.text, entry.title, entry.published_at,
+                )
+            )
+        else:
+            counts["pages_failed"] += 1
+    with store.connect(db_url) as conn:
+        store.log_crawl(conn, run_id, records)
+        store.save_raw_pages(conn, run_id, pages)
+
+
+def process_pages(db_url: str, run_id: int, progress: Progress | None = None) -> dict:
+    """Extract, clean and store every staged page of a run, batch by batch."""
+    counts: Counter[str] = Counter()
+    while True:
+        with store.connect(db_url) as conn:
+            batch = store.pending_raw_pages(conn, run_id, BATCH_SIZE)
+            if not batch:
+                break
+            articles, failures = _process_batch(batch)
+            counts.update(store.upsert_articles(conn, articles))
+            counts["extract_failed"] += len(failures)
+            store.log_crawl(conn, run_id, failures)
+            store.mark_processed(conn, [page["raw_page_id"] for page in batch])
+        if progress:
+            progress(len(batch))
+    return dict(counts)
+
+
+def _process_batch(batch: list[dict]) -> tuple[list[store.ArticleRow], list[store.CrawlRecord]]:
+    """Turn raw pages into article rows; pages without an article become crawl_log records."""
+    articles: list[store.ArticleRow] = []
+    failures: list[store.CrawlRecord] = []
+    for page in batch:
+        try:
+            found = extract(page["html"], page["final_url"], language_hint=page["source_language"])
+        except (ExtractionError, ValueError) as exc:
+            failures.append(
+                store.CrawlRecord(
+                    page["url"], "extract", "extract_failed", page["source_id"], page["final_url"],
+                    error_class=type(exc).__name__, error_message=str(exc),
+                )
+            )
+            continue
+        cleaned = clean_article(found.title, found.text)
+        articles.append(
+            store.ArticleRow(
+                source_id=page["source_id"],
+                url=page["url"],
+                canonical_url=found.canonical_url,
+                title=found.title or page["feed_title"] or "",
+                text=cleaned.text,
+                author=found.author,
+                published_at=found.published_at or page["feed_published"],
+                language=found.language,
+                fetched_at=datetime.now(UTC),
+            )
+        )
+    return articles, failures
+
+
+def finish_run(db_url: str, run_id: int, reports: list[dict], processed: dict) -> dict:
+    """Add up the per-source reports and the processing counts and close the run."""
+    totals: Counter[str] = Counter(processed)
+    for report in reports:
+        totals.update({k: v for k, v in report.items() if isinstance(v, int) and not isinstance(v, bool)})
+        totals["sources_failed"] += int(bool(report.get("failed")))
+    if reports and totals["sources_failed"] == len(reports):
+        status = "failed"
+    elif totals["sources_failed"] or totals["pages_failed"] or totals["extract_failed"]:
+        status = "partial"
+    else:
+        status = "success"
+    with store.connect(db_url) as conn:
+        row = store.finish_run(conn, run_id, dict(totals), status)
+    # XCom-safe: Airflow passes this dict between tasks as JSON.
+    row = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+    row["failed_sources"] = [r["source"] for r in reports if r.get("failed")]
+    return row
+
+
+def run_once(settings: Settings, *, run_key: str | None = None, progress: bool = False) -> dict:
+    """A whole run without Airflow: sync sources, crawl them (in parallel), process, finish."""
+    sync_sources(settings)
+    run = begin_run(settings.db_url, run_key or f"cli__{uuid.uuid4().hex[:12]}", "cli")
+    bar = _progress_bar(progress, len(run["sources"]), "sources")
+    policy = FetchPolicy.from_env()
+    with Fetcher(policy) as fetcher, ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [
+            pool.submit(crawl_source, settings.db_url, run["run_id"], name, fetcher) for name in run["sources"]
+        ]
+        reports = []
+        for future in futures:
+            reports.append(future.result())
+            bar(1)
+    pages = sum(r.get("pages_fetched", 0) for r in reports)
+    processed = process_pages(settings.db_url, run["run_id"], _progress_bar(progress, pages, "pages"))
+    return finish_run(settings.db_url, run["run_id"], reports, processed)
+
+
+def _progress_bar(enabled: bool, total: int, unit: str) -> Progress:
+    """Return a callback that advances a tqdm bar on a terminal, or does nothing."""
+    if not enabled:
+        return lambda n: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit=f" {unit}", leave=True)
+    return bar.update

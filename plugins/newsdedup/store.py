@@ -1,0 +1,361 @@
+"""PostgreSQL storage: migrations, sources, runs, crawl log, raw pages and articles, in batches."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extras
+from psycopg2.extensions import connection as Connection
+
+from newsdedup.config import ConfigError
+from newsdedup.sources import Source
+
+SQL_DIR = Path(os.environ.get("NEWSDEDUP_SQL_DIR", Path(__file__).resolve().parents[2] / "sql"))
+MIGRATION_LOCK = 4_172_001  # pg_advisory_xact_lock key: one migrator at a time
+
+
+@contextmanager
+def connect(db_url: str) -> Iterator[Connection]:
+    """Open a connection; commit on success, roll back on error, always close."""
+    try:
+        conn = psycopg2.connect(db_url, connect_timeout=10, application_name="newsdedup")
+    except psycopg2.OperationalError as exc:
+        raise ConfigError(f"cannot connect to the article database ({_redact(db_url)}): {exc}") from exc
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def _redact(db_url: str) -> str:
+    """Hide the password of a libpq URL for messages."""
+    if "@" not in db_url or ":" not in db_url.split("@", 1)[0].split("//", 1)[-1]:
+        return db_url
+    head, tail = db_url.split("@", 1)
+    return head.rsplit(":", 1)[0] + ":***@" + tail
+
+
+def migrations(sql_dir: Path = SQL_DIR) -> list[Path]:
+    """Return the numbered migration files in order."""
+    files = sorted(p for p in sql_dir.glob("[0-9][0-9][0-9]_*.sql"))
+    if not files:
+        raise ConfigError(f"no migrations found in {sql_dir} (set NEWSDEDUP_SQL_DIR)")
+    return files
+
+
+def migrate(conn: Connection, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Apply pending migrations, each in its own transaction; return the versions applied."""
+    applied: list[str] = []
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.commit()
+    for path in migrations(sql_dir):
+        version = path.stem
+        body = path.read_text(encoding="utf-8")
+        checksum = hashlib.sha256(body.encode()).hexdigest()
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            cur.execute("SELECT checksum FROM schema_migrations WHERE version = %s", (version,))
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(body)
+                cur.execute(
+                    "INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)", (version, checksum)
+                )
+                applied.append(version)
+        conn.commit()
+    return applied
+
+
+def sync_sources(conn: Connection, sources: Sequence[Source]) -> dict[str, int]:
+    """Upsert configured sources; sources no longer configured are disabled, never deleted."""
+    with conn.cursor() as cur:
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO sources (name, url, kind, language, enabled) VALUES %s "
+            "ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, kind = EXCLUDED.kind, "
+            "language = EXCLUDED.language, enabled = EXCLUDED.enabled, updated_at = now(), "
+            "etag = CASE WHEN sources.url = EXCLUDED.url THEN sources.etag END, "
+            "last_modified = CASE WHEN sources.url = EXCLUDED.url THEN sources.last_modified END",
+            [(s.name, s.url, s.kind, s.language, s.enabled) for s in sources],
+        )
+        cur.execute(
+            "UPDATE sources SET enabled = false, updated_at = now() "
+            "WHERE enabled AND NOT (name = ANY(%s))",
+            ([s.name for s in sources],),
+        )
+        disabled = cur.rowcount
+        cur.execute("SELECT count(*) FROM sources WHERE enabled")
+        (enabled,) = cur.fetchone()
+    return {"enabled": enabled, "disabled": disabled}
+
+
+@dataclass(frozen=True)
+class StoredSource:
+    """A source row with its conditional-GET state."""
+
+    source_id: int
+    source: Source
+    etag: str | None
+    last_modified: str | None
+
+
+def enabled_sources(conn: Connection) -> list[StoredSource]:
+    """Return the enabled sources, by name."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT source_id, name, url, kind, language, etag, last_modified "
+            "FROM sources WHERE enabled ORDER BY name"
+        )
+        return [
+            StoredSource(sid, Source(name, url, kind, lang), etag, lm)
+            for sid, name, url, kind, lang, etag, lm in cur.fetchall()
+        ]
+
+
+def get_source(conn: Connection, name: str) -> StoredSource:
+    """Return one source by name."""
+    for stored in enabled_sources(conn):
+        if stored.source.name == name:
+            return stored
+    raise ConfigError(f"source {name!r} is not configured or not enabled (run: newsdedup sources sync)")
+
+
+def save_source_state(conn: Connection, source_id: int, etag: str | None, last_modified: str | None) -> None:
+    """Remember the validators of a source's last successful fetch."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE sources SET etag = %s, last_modified = %s, last_crawled_at = now() WHERE source_id = %s",
+            (etag, last_modified, source_id),
+        )
+
+
+def start_run(conn: Connection, run_key: str, trigger: str, sources_total: int) -> int:
+    """Create (or, on a retry, reuse) the pipeline_runs row of a run."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO pipeline_runs (run_key, trigger, sources_total) VALUES (%s, %s, %s) "
+            "ON CONFLICT (run_key) DO UPDATE SET status = 'running', sources_total = EXCLUDED.sources_total "
+            "RETURNING run_id",
+            (run_key, trigger, sources_total),
+        )
+        return cur.fetchone()[0]
+
+
+RUN_COUNTERS = (
+    "sources_failed",
+    "feeds_not_modified",
+    "urls_discovered",
+    "urls_skipped_known",
+    "pages_fetched",
+    "pages_failed",
+    "extract_failed",
+    "articles_new",
+    "articles_updated",
+    "articles_unchanged",
+)
+
+
+def finish_run(conn: Connection, run_id: int, counts: dict[str, int], status: str) -> dict:
+    """Write a run's final counts and status; return the row as a dict."""
+    values = [int(counts.get(name, 0)) for name in RUN_COUNTERS]
+    assignments = ", ".join(f"{name} = %s" for name in RUN_COUNTERS)  # fixed column names, no user input
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            f"UPDATE pipeline_runs SET {assignments}, status = %s, finished_at = now() "  # noqa: S608
+            "WHERE run_id = %s RETURNING *",
+            (*values, status, run_id),
+        )
+        return dict(cur.fetchone())
+
+
+@dataclass
+class CrawlRecord:
+    """One fetch attempt (or extraction failure) for crawl_log."""
+
+    url: str
+    request_kind: str
+    outcome: str
+    source_id: int | None = None
+    final_url: str | None = None
+    http_status: int | None = None
+    nbytes: int = 0
+    elapsed_ms: int = 0
+    error_class: str | None = None
+    error_message: str | None = None
+
+
+def log_crawl(conn: Connection, run_id: int | None, records: Iterable[CrawlRecord]) -> int:
+    """Append fetch attempts to crawl_log in one statement."""
+    rows = [
+        (
+            run_id, r.source_id, r.url, r.final_url, r.request_kind, r.outcome, r.http_status,
+            r.nbytes, r.elapsed_ms, r.error_class, (r.error_message or None) and r.error_message[:2000],
+        )
+        for r in records
+    ]
+    if rows:
+        with conn.cursor() as cur:
+            psycopg2.extras.execute_values(
+                cur,
+                "INSERT INTO crawl_log (run_id, source_id, url, final_url, request_kind, outcome, "
+                "http_status, bytes, elapsed_ms, error_class, error_message) VALUES %s",
+                rows,
+            )
+    return len(rows)
+
+
+@dataclass
+class RawPage:
+    """A fetched page waiting to be processed."""
+
+    source_id: int
+    url: str
+    final_url: str
+    http_status: int | None
+    content_type: str | None
+    encoding: str | None
+    html: str
+    feed_title: str | None = None
+    feed_published: datetime | None = None
+
+
+def save_raw_pages(conn: Connection, run_id: int, pages: Iterable[RawPage]) -> int:
+    """Store fetched pages for the processing step; a retried task overwrites its own rows."""
+    unique = {p.url: p for p in pages}  # ON CONFLICT cannot touch one row twice in a statement
+    rows = [
+        (run_id, p.source_id, p.url, p.final_url, p.http_status, p.content_type, p.encoding,
+         p.html.replace("\x00", ""), p.feed_title, p.feed_published)
+        for p in unique.values()
+    ]
+    if rows:
+        with conn.cursor() as cur:
+            psycopg2.extras.execute_values(
+                cur,
+                "INSERT INTO raw_pages (run_id, source_id, url, final_url, http_status, content_type, "
+                "encoding, html, feed_title, feed_published) VALUES %s "
+                "ON CONFLICT (run_id, url) DO UPDATE SET html = EXCLUDED.html, "
+                "final_url = EXCLUDED.final_url, fetched_at = now(), processed_at = NULL",
+                rows,
+            )
+    return len(rows)
+
+
+def known_urls(conn: Connection, urls: Sequence[str]) -> dict[str, datetime]:
+    """Return which of these URLs are already stored (as page or canonical URL), with their fetch time."""
+    if not urls:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT url, fetched_at FROM articles WHERE url = ANY(%(u)s) "
+            "UNION ALL SELECT canonical_url, fetched_at FROM articles WHERE canonical_url = ANY(%(u)s)",
+            {"u": list(urls)},
+        )
+        return dict(cur.fetchall())
+
+
+def pending_raw_pages(conn: Connection, run_id: int, limit: int) -> list[dict]:
+    """Return a batch of unprocessed pages of a run, oldest first, locked for this worker."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            "SELECT p.raw_page_id, p.source_id, p.url, p.final_url, p.html, p.feed_title, "
+            "p.feed_published, s.language AS source_language "
+            "FROM raw_pages p LEFT JOIN sources s USING (source_id) "
+            "WHERE p.run_id = %s AND p.processed_at IS NULL "
+            "ORDER BY p.raw_page_id LIMIT %s FOR UPDATE OF p SKIP LOCKED",
+            (run_id, limit),
+        )
+        return [dict(row) for row in cur.fetchall()]
+
+
+def mark_processed(conn: Connection, raw_page_ids: Sequence[int]) -> None:
+    """Mark pages as processed."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE raw_pages SET processed_at = now() WHERE raw_page_id = ANY(%s)", (list(raw_page_ids),))
+
+
+@dataclass
+class ArticleRow:
+    """A clean article ready to be stored."""
+
+    source_id: int | None
+    url: str
+    canonical_url: str
+    title: str
+    text: str
+    author: str | None
+    published_at: datetime | None
+    language: str | None
+    fetched_at: datetime
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of title and text: equal hashes mean an unchanged article."""
+        return hashlib.sha256(f"{self.title}\n{self.text}".encode()).hexdigest()
+
+
+def upsert_articles(conn: Connection, articles: Sequence[ArticleRow]) -> dict[str, int]:
+    """Insert new articles and update changed ones by canonical URL; count new/updated/unchanged."""
+    # Two pages of one batch with one canonical URL would make ON CONFLICT fail: last one wins.
+    unique = {a.canonical_url: a for a in articles}
+    rows = [
+        (a.source_id, a.url, a.canonical_url, a.title, a.text, a.author, a.published_at, a.language,
+         len(a.text.split()), a.content_hash, a.fetched_at)
+        for a in unique.values()
+    ]
+    counts = {"articles_new": 0, "articles_updated": 0, "articles_unchanged": 0}
+    if not rows:
+        return counts
+    with conn.cursor() as cur:
+        returned = psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO articles (source_id, url, canonical_url, title, text, author, published_at, "
+            "language, word_count, content_hash, fetched_at) VALUES %s "
+            "ON CONFLICT (canonical_url) DO UPDATE SET title = EXCLUDED.title, text = EXCLUDED.text, "
+            "author = EXCLUDED.author, published_at = COALESCE(EXCLUDED.published_at, articles.published_at), "
+            "language = EXCLUDED.language, word_count = EXCLUDED.word_count, "
+            "content_hash = EXCLUDED.content_hash, fetched_at = EXCLUDED.fetched_at, updated_at = now() "
+            "WHERE articles.content_hash <> EXCLUDED.content_hash "
+            "RETURNING (xmax = 0) AS inserted",
+            rows,
+            fetch=True,
+        )
+    counts["articles_new"] = sum(1 for (inserted,) in returned if inserted)
+    counts["articles_updated"] = len(returned) - counts["articles_new"]
+    counts["articles_unchanged"] = len(rows) - len(returned)
+    return counts
+
+
+def last_run(conn: Connection) -> dict | None:
+    """Return the most recent pipeline_runs row."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute("SELECT * FROM pipeline_runs ORDER BY run_id DESC LIMIT 1")
+        row = cur.fetchone()
+        return dict(row) if row else None
+
+
+def stats(conn: Connection) -> dict:
+    """Return headline numbers about the database."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            "SELECT (SELECT count(*) FROM sources WHERE enabled) AS sources,"
+            " (SELECT count(*) FROM articles) AS articles,"
+            " (SELECT count(DISTINCT language) FROM articles) AS languages,"
+            " (SELECT count(*) FROM crawl_log) AS crawl_attempts,"
+            " (SELECT count(*) FROM crawl_log WHERE outcome NOT IN ('ok', 'not_modified')) AS crawl_failures,"
+            " (SELECT count(*) FROM pipeline_runs) AS runs,"
+            " (SELECT max(finished_at) FROM pipeline_runs) AS last_run_finished_at"
+        )
+        return dict(cur.fetchone())

@@ -1,0 +1,70 @@
+"""Extraction of title, text, author, date, language and canonical URL."""
+
+import gzip
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from newsdedup.extract import ExtractionError, extract, parse_datetime
+from tests.conftest import shared_path
+
+PAGES = Path(__file__).parent / "fixtures" / "pages"
+
+
+def test_wire_story_fields() -> None:
+    html = (PAGES / "wire_story.html").read_text(encoding="utf-8")
+    article = extract(html, "https://ledger.example.com/2026/03/harbour-bridge-reopens.html")
+    assert article.title == "Harbour bridge reopens after storm repairs"
+    assert article.author == "Dana Whitlock"
+    assert article.published_at == datetime(2026, 3, 14, 7, 30, tzinfo=UTC)
+    assert article.language == "en"
+    assert article.canonical_url == "https://ledger.example.com/2026/03/harbour-bridge-reopens.html"
+    assert "six weeks after a winter storm" in article.text
+    assert "spliced rather than replaced" in article.text
+    assert "All rights reserved" not in article.text
+    assert "Sport" not in article.text.split("\n")
+
+
+def test_canonical_to_another_host_is_ignored() -> None:
+    html = (PAGES / "wire_story.html").read_text(encoding="utf-8")
+    article = extract(html, "https://mirror.example.org/copy.html?utm_medium=x")
+    assert article.canonical_url == "https://mirror.example.org/copy.html"
+
+
+def test_minimal_page_falls_back_and_detects_turkish() -> None:
+    html = (PAGES / "haber_minimal.html").read_text(encoding="utf-8")
+    article = extract(html, "https://kiyi.example.com/vapur.html")
+    assert article.language == "tr"
+    assert "vapur hattı" in article.text
+    assert article.title
+
+
+def test_empty_page_is_an_error() -> None:
+    with pytest.raises(ExtractionError):
+        extract("   ", "https://example.com/")
+    with pytest.raises(ExtractionError):
+        extract("<html><body><script>var a = 1;</script></body></html>", "https://example.com/")
+
+
+def test_parse_datetime() -> None:
+    assert parse_datetime("2026-03-14") == datetime(2026, 3, 14, tzinfo=UTC)
+    assert parse_datetime("2026-03-14T10:00:00Z") == datetime(2026, 3, 14, 10, tzinfo=UTC)
+    assert parse_datetime("yesterday") is None
+
+
+def test_benchmark_corpus_pages() -> None:
+    """Every page of the shared extraction benchmark yields a title and text that overlap the truth."""
+    corpus = shared_path("corpora", "article-extraction-benchmark")
+    truth = json.loads((corpus / "ground-truth.json").read_text(encoding="utf-8"))
+    pages = sorted((corpus / "html").glob("*.html.gz"))[:40]
+    hits = 0
+    for page in pages:
+        html = gzip.decompress(page.read_bytes()).decode("utf-8", errors="replace")
+        expected = truth[page.name.split(".")[0]]
+        article = extract(html, expected["url"])
+        assert article.title, page.name
+        first_words = " ".join(expected["articleBody"].split()[:6])
+        hits += first_words in " ".join(article.text.split())
+    assert hits >= 0.8 * len(pages)
