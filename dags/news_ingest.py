@@ -19,7 +19,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import Connection, dag, get_current_context, task
-
 from newsdedup import pipeline
 from newsdedup.config import Settings
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-
 from newsdedup import store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from newsdedup.extract import ExtractionError, extract, parse_datetime
+
 from tests.conftest import shared_path
 
 PAGES = Path(__file__).parent / "fixtures" / "pages"

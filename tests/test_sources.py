@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from newsdedup.config import ConfigError
 from newsdedup.sources import detect_kind, load_sources, parse_feed
 
@@ -31,10 +30,13 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_load_valid_sources(tmp_path: Path) -> None:
-    path = write(tmp_path, """sources:
+    path = write(
+        tmp_path,
+        """sources:
   - {name: kiyi, url: "https://kiyi.example.com/rss.xml", kind: rss, language: tr}
   - {name: ledger, url: "https://ledger.example.com/atom.xml"}
-""")
+""",
+    )
     kiyi, ledger = load_sources(path)
     assert (kiyi.name, kiyi.kind, kiyi.language) == ("kiyi", "rss", "tr")
     assert (ledger.kind, ledger.enabled) == ("auto", True)
@@ -49,8 +51,10 @@ def test_load_valid_sources(tmp_path: Path) -> None:
         ("sources:\n  - {name: a, url: 'ftp://a.example/x'}", "not an http(s) URL"),
         ("sources:\n  - {name: a, url: 'https://a.example/x', kind: podcast}", "field 'kind'"),
         ("sources:\n  - {url: 'https://a.example/x'}", "field 'name' is required"),
-        ("sources:\n  - {name: a, url: 'https://a.example/x'}\n  - {name: a, url: 'https://b.example/'}",
-         "duplicate source names ['a']"),
+        (
+            "sources:\n  - {name: a, url: 'https://a.example/x'}\n  - {name: a, url: 'https://b.example/'}",
+            "duplicate source names ['a']",
+        ),
         ("sources:\n  - {name: a, url: 'https://a.example/x', enabled: 'yes'}", "field 'enabled'"),
     ],
 )

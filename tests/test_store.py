@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 
 import psycopg2
 import pytest
-
 from newsdedup import store
 from newsdedup.config import ConfigError
 from newsdedup.sources import Source
@@ -14,8 +13,15 @@ pytestmark = pytest.mark.integration
 
 def article(url: str, text: str = "Body text of the story.", title: str = "Title") -> store.ArticleRow:
     return store.ArticleRow(
-        source_id=None, url=url, canonical_url=url, title=title, text=text, author=None,
-        published_at=datetime(2026, 3, 1, tzinfo=UTC), language="en", fetched_at=datetime.now(UTC),
+        source_id=None,
+        url=url,
+        canonical_url=url,
+        title=title,
+        text=text,
+        author=None,
+        published_at=datetime(2026, 3, 1, tzinfo=UTC),
+        language="en",
+        fetched_at=datetime.now(UTC),
     )
 
 
@@ -45,26 +51,41 @@ def test_sync_sources_upserts_and_disables(db_url: str) -> None:
 
 def test_upsert_counts_new_updated_unchanged(db_url: str) -> None:
     with store.connect(db_url) as conn:
-        assert store.upsert_articles(conn, [article("https://a.example/1"), article("https://a.example/2")]) == {
-            "articles_new": 2, "articles_updated": 0, "articles_unchanged": 0}
+        assert store.upsert_articles(
+            conn, [article("https://a.example/1"), article("https://a.example/2")]
+        ) == {"articles_new": 2, "articles_updated": 0, "articles_unchanged": 0}
         again = [article("https://a.example/1"), article("https://a.example/2", text="Corrected body.")]
         assert store.upsert_articles(conn, again) == {
-            "articles_new": 0, "articles_updated": 1, "articles_unchanged": 1}
+            "articles_new": 0,
+            "articles_updated": 1,
+            "articles_unchanged": 1,
+        }
         with conn.cursor() as cur:
             cur.execute("SELECT count(*), max(text) FILTER (WHERE url LIKE '%/2') FROM articles")
             assert cur.fetchone() == (2, "Corrected body.")
         assert set(store.known_urls(conn, ["https://a.example/1", "https://a.example/9"])) == {
-            "https://a.example/1"}
+            "https://a.example/1"
+        }
 
 
 def test_run_lifecycle_and_crawl_log(db_url: str) -> None:
     with store.connect(db_url) as conn:
         run_id = store.start_run(conn, "manual__1", "cli", 2)
         assert store.start_run(conn, "manual__1", "cli", 2) == run_id  # a retry reuses the row
-        store.log_crawl(conn, run_id, [
-            store.CrawlRecord("https://a.example/x", "article", "http_error", http_status=404,
-                              error_class="HTTPError", error_message="404 Not Found"),
-        ])
+        store.log_crawl(
+            conn,
+            run_id,
+            [
+                store.CrawlRecord(
+                    "https://a.example/x",
+                    "article",
+                    "http_error",
+                    http_status=404,
+                    error_class="HTTPError",
+                    error_message="404 Not Found",
+                ),
+            ],
+        )
         row = store.finish_run(conn, run_id, {"pages_failed": 1, "articles_new": 3}, "partial")
     assert (row["status"], row["pages_failed"], row["articles_new"]) == ("partial", 1, 3)
     with store.connect(db_url) as conn:
@@ -77,8 +98,9 @@ def test_raw_pages_round_trip(db_url: str) -> None:
         store.sync_sources(conn, [Source("a", "https://a.example/rss.xml", "rss", "tr")])
         sid = store.get_source(conn, "a").source_id
         run_id = store.start_run(conn, "r", "cli", 1)
-        page = store.RawPage(sid, "https://a.example/1", "https://a.example/1", 200, "text/html", "utf-8",
-                             "<p>x\x00</p>")
+        page = store.RawPage(
+            sid, "https://a.example/1", "https://a.example/1", 200, "text/html", "utf-8", "<p>x\x00</p>"
+        )
         store.save_raw_pages(conn, run_id, [page, page])
         (pending,) = store.pending_raw_pages(conn, run_id, 10)
         assert pending["html"] == "<p>x</p>" and pending["source_language"] == "tr"
@@ -87,7 +109,10 @@ def test_raw_pages_round_trip(db_url: str) -> None:
 
 
 def test_unreachable_database_is_a_clear_error() -> None:
-    with pytest.raises(ConfigError, match="cannot connect"), store.connect("postgresql://nobody@127.0.0.1:1/x"):
+    with (
+        pytest.raises(ConfigError, match="cannot connect"),
+        store.connect("postgresql://nobody@127.0.0.1:1/x"),
+    ):
         pass
 
 

@@ -4,4 +4,6 @@ import sys
 
 from newsdedup.cli import main
 
-sys.exit(main())
+# Airflow imports every module under plugins/ when it looks for plugins: only run as a program.
+if __name__ == "__main__":
+    sys.exit(main())

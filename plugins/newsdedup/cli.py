@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the command, turn known errors into a message and exit code 2."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     try:
         return args.func(args)
     except (ConfigError, ExtractionError, OSError) as exc:
@@ -38,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema").add_subparsers(required=True, metavar="action")
     db.add_parser("migrate", help="apply pending migrations").set_defaults(func=_db_migrate)
 
-    sources = sub.add_parser("sources", help="configured sources").add_subparsers(required=True, metavar="action")
+    sources = sub.add_parser("sources", help="configured sources").add_subparsers(
+        required=True, metavar="action"
+    )
     sources.add_parser("sync", help="write the sources file to the database").set_defaults(func=_sources_sync)
     sources.add_parser("check", help="validate the sources file").set_defaults(func=_sources_check)
 
@@ -78,7 +82,9 @@ def _sources_sync(args: argparse.Namespace) -> int:
     """Write the sources file to the database."""
     settings = _settings()
     counts = pipeline.sync_sources(settings)
-    print(f"{counts['enabled']} source(s) enabled, {counts['disabled']} disabled, from {settings.sources_path}")
+    print(
+        f"{counts['enabled']} source(s) enabled, {counts['disabled']} disabled, from {settings.sources_path}"
+    )
     return 0
 
 
@@ -104,7 +110,9 @@ def _read_page(target: str) -> tuple[str, str]:
         with Fetcher(FetchPolicy.from_env()) as fetcher:
             result = fetcher.get(target)
         if not result.ok or result.text is None:
-            raise ExtractionError(f"{target}: {result.outcome} {result.error_class or ''} {result.error_message or ''}")
+            raise ExtractionError(
+                f"{target}: {result.outcome} {result.error_class or ''} {result.error_message or ''}"
+            )
         return result.text, result.final_url
     path = Path(target)
     data = path.read_bytes()
@@ -153,12 +161,20 @@ def _report(args: argparse.Namespace) -> int:
         print("no runs yet: run `python -m newsdedup ingest` or the news_ingest DAG")
         return 1
     print(f"last run       {run['run_key']} ({run['trigger']}): {run['status']}")
-    print(f"sources        {run['sources_total']} crawled, {run['sources_failed']} failed, "
-          f"{run['feeds_not_modified']} unchanged feeds")
-    print(f"pages          {run['urls_discovered']} announced, {run['urls_skipped_known']} already stored, "
-          f"{run['pages_fetched']} fetched, {run['pages_failed']} failed, {run['extract_failed']} without article")
-    print(f"articles       {run['articles_new']} new, {run['articles_updated']} updated, "
-          f"{run['articles_unchanged']} unchanged in this run")
-    print(f"database       {totals['articles']} articles from {totals['sources']} sources in "
-          f"{totals['languages']} languages; {totals['crawl_failures']} failed requests logged")
+    print(
+        f"sources        {run['sources_total']} crawled, {run['sources_failed']} failed, "
+        f"{run['feeds_not_modified']} unchanged feeds"
+    )
+    print(
+        f"pages          {run['urls_discovered']} announced, {run['urls_skipped_known']} already stored, "
+        f"{run['pages_fetched']} fetched, {run['pages_failed']} failed, {run['extract_failed']} without text"
+    )
+    print(
+        f"articles       {run['articles_new']} new, {run['articles_updated']} updated, "
+        f"{run['articles_unchanged']} unchanged in this run"
+    )
+    print(
+        f"database       {totals['articles']} articles from {totals['sources']} sources in "
+        f"{totals['languages']} languages; {totals['crawl_failures']} failed requests logged"
+    )
     return 0

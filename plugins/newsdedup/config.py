@@ -35,8 +35,7 @@ def validate_db_url(db_url: str) -> str:
     """Check that a libpq URL is present and well formed."""
     if not db_url:
         raise ConfigError(
-            "NEWSDEDUP_DB_URL is not set: give a libpq URL such as "
-            "postgresql://user@127.0.0.1:5432/newsdedup"
+            "NEWSDEDUP_DB_URL is not set: give a libpq URL such as postgresql://user@127.0.0.1:5432/newsdedup"
         )
     parts = urlsplit(db_url)
     if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):

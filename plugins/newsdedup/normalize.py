@@ -8,10 +8,11 @@ from collections.abc import Sequence
 import numpy as np
 import xxhash
 
-# Apostrophe-like marks are deleted so "Putin'den" and "Putin’den" both fold to "putinden".
-_APOSTROPHES = frozenset("'’‘‚′`´ʼ")
-_DOUBLE_QUOTES = frozenset('"“”„«»')
-_DASHES = frozenset("-–—")
+_APOSTROPHES = "'’‘‚′`´ʼ"
+# Typographic variants are unified before NFKC, which would turn "´" into a space + accent.
+_UNIFY = str.maketrans(
+    dict.fromkeys(_APOSTROPHES, "'") | dict.fromkeys("“”„«»", '"') | dict.fromkeys("–—", "-")
+)
 # Turkish dotted/dotless I: Python lowercases "İ" to "i" + U+0307, so fold these before casefold.
 _TURKISH_I = str.maketrans({"İ": "i", "I": "i", "ı": "i"})
 
@@ -23,14 +24,11 @@ class _CompareTable(dict[int, "str | None"]):
         char = chr(codepoint)
         category = unicodedata.category(char)
         value: str | None
+        # Apostrophes are deleted so "Putin'den" and "Putin’den" both fold to "putinden"; NFKC can
+        # still produce one (fullwidth ｀ becomes `), hence the whole set here.
         if char in _APOSTROPHES or category == "Cf":  # Cf: soft hyphens, zero-width spaces
             value = None
-        elif (
-            char in _DOUBLE_QUOTES
-            or char in _DASHES
-            or category[0] == "P"
-            or category in ("Cc", "Zl", "Zp")
-        ):
+        elif category[0] == "P" or category in ("Cc", "Zl", "Zp"):
             value = " "
         else:
             value = char
@@ -43,7 +41,7 @@ _COMPARE_TABLE = _CompareTable()
 
 def normalize_for_compare(text: str) -> str:
     """Fold text for comparison: NFKC, Turkish I folding, casefold, no punctuation, single spaces."""
-    folded = unicodedata.normalize("NFKC", text).translate(_TURKISH_I).casefold()
+    folded = unicodedata.normalize("NFKC", text.translate(_UNIFY)).translate(_TURKISH_I).casefold()
     # casefold can produce sequences NFKC rewrites; "i" + U+0307 is a decomposed dotted capital I.
     folded = unicodedata.normalize("NFKC", folded).replace("i\u0307", "i")
     return " ".join(folded.translate(_COMPARE_TABLE).split())

@@ -113,8 +113,15 @@ def _fetch_batch(
             counts["pages_fetched"] += 1
             pages.append(
                 store.RawPage(
-                    source_id, entry.url, result.final_url, result.status, result.content_type,
-                    result.encoding, result.text, entry.title, entry.published_at,
+                    source_id,
+                    entry.url,
+                    result.final_url,
+                    result.status,
+                    result.content_type,
+                    result.encoding,
+                    result.text,
+                    entry.title,
+                    entry.published_at,
                 )
             )
         else:
@@ -152,8 +159,13 @@ def _process_batch(batch: list[dict]) -> tuple[list[store.ArticleRow], list[stor
         except (ExtractionError, ValueError) as exc:
             failures.append(
                 store.CrawlRecord(
-                    page["url"], "extract", "extract_failed", page["source_id"], page["final_url"],
-                    error_class=type(exc).__name__, error_message=str(exc),
+                    page["url"],
+                    "extract",
+                    "extract_failed",
+                    page["source_id"],
+                    page["final_url"],
+                    error_class=type(exc).__name__,
+                    error_message=str(exc),
                 )
             )
             continue
@@ -202,7 +214,8 @@ def run_once(settings: Settings, *, run_key: str | None = None, progress: bool =
     policy = FetchPolicy.from_env()
     with Fetcher(policy) as fetcher, ThreadPoolExecutor(max_workers=4) as pool:
         futures = [
-            pool.submit(crawl_source, settings.db_url, run["run_id"], name, fetcher) for name in run["sources"]
+            pool.submit(crawl_source, settings.db_url, run["run_id"], name, fetcher)
+            for name in run["sources"]
         ]
         reports = []
         for future in futures:

@@ -92,8 +92,7 @@ def sync_sources(conn: Connection, sources: Sequence[Source]) -> dict[str, int]:
             [(s.name, s.url, s.kind, s.language, s.enabled) for s in sources],
         )
         cur.execute(
-            "UPDATE sources SET enabled = false, updated_at = now() "
-            "WHERE enabled AND NOT (name = ANY(%s))",
+            "UPDATE sources SET enabled = false, updated_at = now() WHERE enabled AND NOT (name = ANY(%s))",
             ([s.name for s in sources],),
         )
         disabled = cur.rowcount
@@ -201,8 +200,17 @@ def log_crawl(conn: Connection, run_id: int | None, records: Iterable[CrawlRecor
     """Append fetch attempts to crawl_log in one statement."""
     rows = [
         (
-            run_id, r.source_id, r.url, r.final_url, r.request_kind, r.outcome, r.http_status,
-            r.nbytes, r.elapsed_ms, r.error_class, (r.error_message or None) and r.error_message[:2000],
+            run_id,
+            r.source_id,
+            r.url,
+            r.final_url,
+            r.request_kind,
+            r.outcome,
+            r.http_status,
+            r.nbytes,
+            r.elapsed_ms,
+            r.error_class,
+            (r.error_message or None) and r.error_message[:2000],
         )
         for r in records
     ]
@@ -236,8 +244,18 @@ def save_raw_pages(conn: Connection, run_id: int, pages: Iterable[RawPage]) -> i
     """Store fetched pages for the processing step; a retried task overwrites its own rows."""
     unique = {p.url: p for p in pages}  # ON CONFLICT cannot touch one row twice in a statement
     rows = [
-        (run_id, p.source_id, p.url, p.final_url, p.http_status, p.content_type, p.encoding,
-         p.html.replace("\x00", ""), p.feed_title, p.feed_published)
+        (
+            run_id,
+            p.source_id,
+            p.url,
+            p.final_url,
+            p.http_status,
+            p.content_type,
+            p.encoding,
+            p.html.replace("\x00", ""),
+            p.feed_title,
+            p.feed_published,
+        )
         for p in unique.values()
     ]
     if rows:
@@ -283,7 +301,9 @@ def pending_raw_pages(conn: Connection, run_id: int, limit: int) -> list[dict]:
 def mark_processed(conn: Connection, raw_page_ids: Sequence[int]) -> None:
     """Mark pages as processed."""
     with conn.cursor() as cur:
-        cur.execute("UPDATE raw_pages SET processed_at = now() WHERE raw_page_id = ANY(%s)", (list(raw_page_ids),))
+        cur.execute(
+            "UPDATE raw_pages SET processed_at = now() WHERE raw_page_id = ANY(%s)", (list(raw_page_ids),)
+        )
 
 
 @dataclass
@@ -311,8 +331,19 @@ def upsert_articles(conn: Connection, articles: Sequence[ArticleRow]) -> dict[st
     # Two pages of one batch with one canonical URL would make ON CONFLICT fail: last one wins.
     unique = {a.canonical_url: a for a in articles}
     rows = [
-        (a.source_id, a.url, a.canonical_url, a.title, a.text, a.author, a.published_at, a.language,
-         len(a.text.split()), a.content_hash, a.fetched_at)
+        (
+            a.source_id,
+            a.url,
+            a.canonical_url,
+            a.title,
+            a.text,
+            a.author,
+            a.published_at,
+            a.language,
+            len(a.text.split()),
+            a.content_hash,
+            a.fetched_at,
+        )
         for a in unique.values()
     ]
     counts = {"articles_new": 0, "articles_updated": 0, "articles_unchanged": 0}
@@ -324,7 +355,8 @@ def upsert_articles(conn: Connection, articles: Sequence[ArticleRow]) -> dict[st
             "INSERT INTO articles (source_id, url, canonical_url, title, text, author, published_at, "
             "language, word_count, content_hash, fetched_at) VALUES %s "
             "ON CONFLICT (canonical_url) DO UPDATE SET title = EXCLUDED.title, text = EXCLUDED.text, "
-            "author = EXCLUDED.author, published_at = COALESCE(EXCLUDED.published_at, articles.published_at), "
+            "author = EXCLUDED.author, "
+            "published_at = COALESCE(EXCLUDED.published_at, articles.published_at), "
             "language = EXCLUDED.language, word_count = EXCLUDED.word_count, "
             "content_hash = EXCLUDED.content_hash, fetched_at = EXCLUDED.fetched_at, updated_at = now() "
             "WHERE articles.content_hash <> EXCLUDED.content_hash "

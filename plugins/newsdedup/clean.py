@@ -1,0 +1,333 @@
+"""Per-document cleaner: drops repeated headlines and repeated (possibly reworded) paragraphs."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+from newsdedup.normalize import shingles_of_words, words
+
+SegmentKind = Literal["paragraph", "sentence"]
+Reason = Literal["title_repeat", "near_duplicate", "exact_duplicate"]
+Measure = Literal["equal", "title_overlap", "jaccard", "containment"]
+
+# Thresholds, measured with k=2 word shingles (see tests/test_clean.py::test_seed_similarities):
+# seed reworded lead vs first sentence of the lead: Jaccard 0.75, containment 0.88;
+# closest legitimate pair in the seed (Lavrov "insani müdahale" sentences): Jaccard 0.37,
+# containment 0.74; own fixtures: reworded leads Jaccard 0.63-0.75, distinct-but-similar
+# paragraphs at most Jaccard 0.33, containment 0.50.
+SHINGLE_K = 2
+SHORT_MAX_WORDS = 5  # headings this short are only removed on normalised equality
+JACCARD_THRESHOLD = 0.6
+CONTAINMENT_THRESHOLD = 0.9  # later segment almost wholly inside an earlier one (a cut-off copy)
+CONTAINMENT_MIN_SHINGLES = 8  # ...but only when it is long enough for that to mean something
+TITLE_THRESHOLD = 0.6  # both-ways containment with the title ("Title - Site Name" still matches)
+
+# Same set of characters as str.splitlines(): scraped text puts one paragraph per line.
+_LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_BOUNDARY = re.compile(r"[.!?…]+[\"'”’»)\]]*\s+")
+_OPENERS = frozenset("\"'“‘«„‚([")
+_ROMAN = re.compile(r"[IVXLC]+")
+_FIRST_LETTER = re.compile(r"\W*[^\W\d_]")
+_DIGIT = re.compile(r"\d")
+# Tokens that end with "." without ending a sentence (Turkish and English), compared casefolded.
+_ABBREVIATIONS = frozenset(
+    """
+    dr prof doç yrd av sn sayın alb gen org korg tuğg tümg kur bnb yzb ütğm tğm astsb vb vs vd bkz
+    örn yy mah cad sok sk apt no nr tel şti ltd inc co corp jr sr st mr mrs ms mt gov sen rep rev
+    lt col capt sgt cmdr adm fig vol pp ed eds approx dept est ca cf etc al jan feb mar apr jun jul
+    aug sep sept oct nov dec
+    """.split()  # noqa: SIM905 - a word list is easier to read and extend than a list literal
+)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A paragraph or sentence with its [start, end) offsets in the original text."""
+
+    text: str
+    start: int
+    end: int
+    kind: SegmentKind
+    index: int  # paragraph number, or sentence number inside its paragraph
+    sentences: tuple[Segment, ...] = ()
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One segment dropped by clean_article, with what it matched and how closely."""
+
+    segment: str
+    kind: SegmentKind
+    reason: Reason
+    matched: str
+    similarity: float
+    position: int  # paragraph number in split_segments(text)
+    sentence: int | None = None  # sentence number inside the paragraph, for kind="sentence"
+    measure: Measure = "equal"
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-dict form for JSON/database storage."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """Cleaned text (kept paragraphs joined by blank lines) and what was removed."""
+
+    text: str
+    removed: list[Removal] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-dict form for JSON/database storage."""
+        return {"text": self.text, "removed": [r.to_dict() for r in self.removed]}
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """Comparison view of a piece of text; the original text is kept untouched."""
+
+    text: str
+    norm: str
+    n_words: int
+    shingles: frozenset[str]
+
+    @cached_property
+    def vocabulary(self) -> frozenset[str]:
+        """Normalised words."""
+        return frozenset(self.norm.split())
+
+    @cached_property
+    def anchors(self) -> frozenset[str]:
+        """Normalised tokens of words that start with a capital letter or contain a digit."""
+        return frozenset(words(" ".join(raw for raw in self.text.split() if _is_anchor(raw))))
+
+
+def _is_anchor(raw: str) -> bool:
+    """Whether a whitespace-separated word is capitalised or contains a digit."""
+    first = _FIRST_LETTER.match(raw)
+    return bool(first and first.group()[-1].isupper()) or _DIGIT.search(raw) is not None
+
+
+def _unit(text: str) -> _Unit:
+    """Build the comparison view of text."""
+    tokens = words(text)
+    return _Unit(text, " ".join(tokens), len(tokens), frozenset(shingles_of_words(tokens, SHINGLE_K)))
+
+
+def _stripped_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink [start, end) so it neither starts nor ends with whitespace."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _is_sentence_end(paragraph: str, boundary: re.Match[str]) -> bool:
+    """Whether a terminator run followed by whitespace really ends a sentence."""
+    following = paragraph[boundary.end()]
+    if not (following.isupper() or following.isdigit() or following in _OPENERS):
+        return False
+    terminators = boundary.group().rstrip().rstrip("\"'”’»)]")
+    if terminators != ".":
+        return True  # "!", "?", "…" and "..." always end a sentence here
+    before = paragraph[: boundary.start()]
+    token = "" if not before or before[-1].isspace() else before.split()[-1]
+    token = token.lstrip("\"'“‘«„‚([")
+    if "." in token:  # U.S., A.Ş., e.g.
+        return False
+    if len(token) == 1 and token.isalpha():  # initials: "J. K. Rowling"
+        return False
+    if token.isdigit() and len(token) <= 3:  # Turkish ordinals: "1. Lig", "15. madde"
+        return False
+    if _ROMAN.fullmatch(token):  # "II. Dünya Savaşı"
+        return False
+    return token.casefold() not in _ABBREVIATIONS
+
+
+def _split_sentences(paragraph: str, offset: int) -> tuple[Segment, ...]:
+    """Split one stripped paragraph into sentences, offsets relative to the whole text."""
+    sentences: list[Segment] = []
+    start = 0
+    for boundary in _BOUNDARY.finditer(paragraph):
+        if boundary.end() < len(paragraph) and _is_sentence_end(paragraph, boundary):
+            end = len(boundary.group().rstrip()) + boundary.start()
+            text = paragraph[start:end]
+            sentences.append(Segment(text, offset + start, offset + end, "sentence", len(sentences)))
+            start = boundary.end()
+    text = paragraph[start:]
+    sentences.append(Segment(text, offset + start, offset + len(paragraph), "sentence", len(sentences)))
+    return tuple(sentences)
+
+
+def split_segments(text: str) -> list[Segment]:
+    """Split text into non-empty paragraphs (one per line), each carrying its sentences."""
+    paragraphs: list[Segment] = []
+    line_start = 0
+    for line_end in [m.start() for m in _LINE_BREAK.finditer(text)] + [len(text)]:
+        start, end = _stripped_span(text, line_start, line_end)
+        if start < end:
+            body = text[start:end]
+            paragraphs.append(
+                Segment(body, start, end, "paragraph", len(paragraphs), _split_sentences(body, start))
+            )
+        line_start = line_end + (2 if text.startswith("\r\n", line_end) else 1)
+    return paragraphs
+
+
+class _Hit(NamedTuple):
+    """Why a unit is a repeat: reason, the text it matched, similarity and the measure used."""
+
+    reason: Reason
+    matched: str
+    similarity: float
+    measure: Measure
+
+
+class _Pool:
+    """Kept units in order, with an exact-text map and a shingle index as the cheap prefilter."""
+
+    def __init__(self) -> None:
+        self.units: list[_Unit] = []
+        self.by_norm: dict[str, _Unit] = {}
+        self.postings: dict[str, list[int]] = defaultdict(list)
+
+    def add(self, unit: _Unit) -> None:
+        """Append a kept unit."""
+        self.by_norm.setdefault(unit.norm, unit)
+        for shingle in unit.shingles:
+            self.postings[shingle].append(len(self.units))
+        self.units.append(unit)
+
+    def sharing(self, candidate: _Unit) -> list[tuple[_Unit, int]]:
+        """Units sharing at least one shingle with candidate, in order, with the shared count."""
+        counts: Counter[int] = Counter()
+        for shingle in candidate.shingles:
+            counts.update(self.postings.get(shingle, ()))
+        return [(self.units[i], counts[i]) for i in sorted(counts)]
+
+
+def _near(candidate: _Unit, earlier: _Unit, shared: int) -> _Hit | None:
+    """Shingle Jaccard/containment test, guarded so names and figures must match too."""
+    a, b = len(candidate.shingles), len(earlier.shingles)
+    jaccard, containment = shared / (a + b - shared), shared / a
+    if jaccard >= JACCARD_THRESHOLD:
+        hit = _Hit("near_duplicate", earlier.text, jaccard, "jaccard")
+    elif containment >= CONTAINMENT_THRESHOLD and a >= CONTAINMENT_MIN_SHINGLES:
+        hit = _Hit("near_duplicate", earlier.text, containment, "containment")
+    else:
+        return None
+    # Templated but distinct text ("Ege Bölgesi'nde ... 15 derece" after "Marmara Bölgesi'nde
+    # ... 12 derece") shares most shingles; a real repeat keeps its names and numbers.
+    return hit if candidate.anchors <= earlier.vocabulary else None
+
+
+def _match(
+    candidate: _Unit, title: _Unit, pool: _Pool, extra: list[_Unit], previous: _Unit | None
+) -> _Hit | None:
+    """Return why candidate repeats the title or an earlier kept unit (pool, then extra), or None.
+
+    Short candidates (headings, "Ready?") only go on equality with the title or with `previous`,
+    the paragraph kept just before (a stuttered line); sentences pass previous=None.
+    """
+    if not candidate.norm:
+        return None  # nothing comparable, e.g. a "***" separator
+    if candidate.norm == title.norm:
+        return _Hit("title_repeat", title.text, 1.0, "equal")
+    if candidate.n_words <= SHORT_MAX_WORDS:
+        if previous is not None and candidate.norm == previous.norm:
+            return _Hit("exact_duplicate", previous.text, 1.0, "equal")
+        # Repeated labels ("Meal 2", an interview question per guest) are structure, not noise.
+        return None
+    earlier = pool.by_norm.get(candidate.norm) or next(
+        (unit for unit in extra if unit.norm == candidate.norm), None
+    )
+    if earlier is not None:
+        return _Hit("exact_duplicate", earlier.text, 1.0, "equal")
+    if title.shingles:
+        overlap = len(candidate.shingles & title.shingles)
+        both_ways = overlap / max(len(candidate.shingles), len(title.shingles))
+        if both_ways >= TITLE_THRESHOLD:
+            return _Hit("title_repeat", title.text, both_ways, "title_overlap")
+    pairs = pool.sharing(candidate) + [(u, len(candidate.shingles & u.shingles)) for u in extra]
+    hits = [hit for unit, shared in pairs if shared and (hit := _near(candidate, unit, shared))]
+    # Prefer a same-size (Jaccard) match over "contained in a longer unit"; earliest wins ties.
+    return max(hits, key=lambda hit: (hit.measure == "jaccard", hit.similarity), default=None)
+
+
+def _join_sentences(paragraph: Segment, kept: list[Segment]) -> str:
+    """Rebuild a paragraph from kept sentences, each keeping the whitespace that preceded it."""
+    by_index = {s.index: s for s in paragraph.sentences}
+    parts: list[str] = []
+    for sentence in kept:
+        if parts:
+            previous = by_index[sentence.index - 1]
+            gap_start, gap_end = previous.end - paragraph.start, sentence.start - paragraph.start
+            parts.append(paragraph.text[gap_start:gap_end])
+        parts.append(sentence.text)
+    return "".join(parts)
+
+
+def _removal(segment: Segment, kind: SegmentKind, hit: _Hit, position: int) -> Removal:
+    """Describe one removed segment."""
+    sentence = segment.index if kind == "sentence" else None
+    return Removal(
+        segment.text, kind, hit.reason, hit.matched, hit.similarity, position, sentence, hit.measure
+    )
+
+
+def clean_article(title: str, text: str) -> CleanResult:
+    """Remove headline repeats and near-duplicates of earlier paragraphs/sentences from text."""
+    title_unit = _unit(title)
+    pool = _Pool()  # kept paragraphs and their sentences, in order
+    previous: _Unit | None = None  # the last kept paragraph
+    kept_paragraphs: list[str] = []
+    removed: list[Removal] = []
+    for paragraph in split_segments(text):
+        whole = _unit(paragraph.text)
+        hit = _match(whole, title_unit, pool, [], previous)
+        if hit:
+            removed.append(_removal(paragraph, "paragraph", hit, paragraph.index))
+            continue
+        sentence_units: list[_Unit] = []
+        if len(paragraph.sentences) > 1:
+            kept: list[Segment] = []
+            dropped: list[Removal] = []
+            for sentence in paragraph.sentences:
+                unit = _unit(sentence.text)
+                hit = _match(unit, title_unit, pool, sentence_units, None)
+                if hit:
+                    dropped.append(_removal(sentence, "sentence", hit, paragraph.index))
+                else:
+                    kept.append(sentence)
+                    sentence_units.append(unit)
+            if dropped and kept:
+                # What is left must pass the paragraph check too, or a second run would drop it.
+                whole = _unit(_join_sentences(paragraph, kept))
+                hit = _match(whole, title_unit, pool, [], previous)
+                if hit:
+                    dropped = [_removal(paragraph, "paragraph", hit, paragraph.index)]
+                    kept = []
+            removed.extend(dropped)
+            if not kept:
+                continue
+        for unit in (whole, *sentence_units):
+            pool.add(unit)
+        previous = whole
+        kept_paragraphs.append(whole.text)
+    return CleanResult("\n\n".join(kept_paragraphs), removed)
+
+
+def load_plain_text(path: str | Path) -> tuple[str, str]:
+    """Read a UTF-8 text file: first non-empty line is the headline, the rest is the body."""
+    content = Path(path).read_text(encoding="utf-8-sig")
+    lines = content.splitlines(keepends=True)
+    for number, line in enumerate(lines):
+        if line.strip():
+            return line.strip(), "".join(lines[number + 1 :]).strip()
+    return "", ""
