@@ -22,11 +22,13 @@ $PY -m newsdedup db migrate
 step "Demo news site"
 mkdir -p .demo
 rm -f .demo/port
-$PY demo/site.py --port 0 --sources-out .demo/sources.yaml --port-file .demo/port > .demo/site.log 2>&1 &
+# Same port on every run: article URLs (and so canonical URLs) stay the same, a rerun adds nothing.
+[ -s .demo/site-port ] || python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' > .demo/site-port
+$PY demo/site.py --port "$(cat .demo/site-port)" --sources-out .demo/sources.yaml --port-file .demo/port > .demo/site.log 2>&1 &
 site_pid=$!
 trap 'kill $site_pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do [ -s .demo/port ] && break; sleep 0.1; done
-[ -s .demo/port ] || { cat .demo/site.log >&2; exit 1; }
+[ -s .demo/port ] || { cat .demo/site.log >&2; echo "demo site did not start (port $(cat .demo/site-port) taken? rm .demo/site-port)" >&2; exit 1; }
 head -n 3 .demo/site.log
 export NEWSDEDUP_SOURCES=$repo/.demo/sources.yaml
 # The demo site is on this machine: lift the address guard for loopback, no politeness delay.

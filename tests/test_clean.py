@@ -117,6 +117,31 @@ def test_seed_similarities_behind_the_thresholds(seed: tuple[str, str]) -> None:
     assert jaccard < JACCARD_THRESHOLD and containment < CONTAINMENT_THRESHOLD
 
 
+def test_fixture_similarities_behind_the_thresholds() -> None:
+    """No kept segment of the fixtures comes near the title; k=2 separates better than k=3."""
+    for name in ("tr_orman_yangini.txt", "en_flood_plan.txt", "tr_hava_durumu_clean.txt"):
+        title, text = load_plain_text(FIXTURES / name)
+        t = shingles(title, SHINGLE_K)
+        kept = [s.text for p in split_segments(clean_article(title, text).text) for s in (p, *p.sentences)]
+        both_ways = [len(shingles(k, SHINGLE_K) & t) / max(len(shingles(k, SHINGLE_K)), len(t)) for k in kept]
+        assert max(both_ways) < 0.34 < TITLE_THRESHOLD
+    tr = split_segments(load_plain_text(FIXTURES / "tr_orman_yangini.txt")[1])
+    forecast = split_segments(load_plain_text(FIXTURES / "tr_hava_durumu_clean.txt")[1])
+    pairs = {"reworded": (tr[2].text, tr[0].sentences[0].text)}
+    pairs["templated"] = (forecast[4].sentences[0].text, forecast[2].sentences[0].text)
+    jaccard = {
+        (name, k): round(len(shingles(a, k) & shingles(b, k)) / len(shingles(a, k) | shingles(b, k)), 2)
+        for name, (a, b) in pairs.items()
+        for k in (2, 3)
+    }
+    assert jaccard == {
+        ("reworded", 2): 0.68,
+        ("reworded", 3): 0.58,
+        ("templated", 2): 0.65,
+        ("templated", 3): 0.53,
+    }
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

@@ -15,11 +15,13 @@ SegmentKind = Literal["paragraph", "sentence"]
 Reason = Literal["title_repeat", "near_duplicate", "exact_duplicate"]
 Measure = Literal["equal", "title_overlap", "jaccard", "containment"]
 
-# Thresholds, measured with k=2 word shingles (see tests/test_clean.py::test_seed_similarities):
-# seed reworded lead vs first sentence of the lead: Jaccard 0.75, containment 0.88;
-# closest legitimate pair in the seed (Lavrov "insani müdahale" sentences): Jaccard 0.37,
-# containment 0.74; own fixtures: reworded leads Jaccard 0.63-0.75, distinct-but-similar
-# paragraphs at most Jaccard 0.33, containment 0.50.
+# Thresholds, from k=2 word-shingle measurements (tests/test_clean.py records them):
+# - seed: reworded lead vs the lead's first sentence Jaccard 0.75 (containment 0.88); closest
+#   legitimate pair (two Lavrov "insani müdahale" sentences) Jaccard 0.36, containment 0.70;
+# - own fixtures: reworded leads Jaccard 0.68 (tr) and 0.84 (en); templated regional forecasts
+#   0.65, kept only by the names-and-figures guard in _near; "<title> - Ege Haber" vs title 0.71
+#   both ways, while no non-repeat segment reaches 0.34 against its title;
+# - k=3 separates worse (tr reworded lead 0.58 vs templated forecasts 0.53).
 SHINGLE_K = 2
 SHORT_MAX_WORDS = 5  # headings this short are only removed on normalised equality
 JACCARD_THRESHOLD = 0.6
@@ -262,13 +264,11 @@ def _match(
 
 def _join_sentences(paragraph: Segment, kept: list[Segment]) -> str:
     """Rebuild a paragraph from kept sentences, each keeping the whitespace that preceded it."""
-    by_index = {s.index: s for s in paragraph.sentences}
     parts: list[str] = []
     for sentence in kept:
         if parts:
-            previous = by_index[sentence.index - 1]
-            gap_start, gap_end = previous.end - paragraph.start, sentence.start - paragraph.start
-            parts.append(paragraph.text[gap_start:gap_end])
+            before = paragraph.sentences[sentence.index - 1]
+            parts.append(paragraph.text[before.end - paragraph.start : sentence.start - paragraph.start])
         parts.append(sentence.text)
     return "".join(parts)
 
