@@ -73,13 +73,18 @@ def test_news_ingest_through_airflow(airflow_env: dict) -> None:
     assert (status, trigger, new) == ("success", "airflow", expected)
     sources = query(db, "SELECT count(*) FROM sources WHERE enabled")[0][0]
     assert query(db, "SELECT count(*) FROM crawl_log WHERE request_kind = 'feed'") == [(sources,)]
-    assert query(
-        db, "SELECT count(DISTINCT url) FROM crawl_log WHERE request_kind = 'article' AND outcome = 'ok'"
-    ) == [(expected,)]
-    ((title, text),) = query(
-        db, "SELECT title, text FROM articles WHERE canonical_url = %s", (site.seed_url,)
-    )
+    assert query(db, "SELECT count(DISTINCT url) FROM crawl_log WHERE request_kind = 'article' AND outcome = 'ok'") == [
+        (expected,)
+    ]
+    ((title, text),) = query(db, "SELECT title, text FROM articles WHERE canonical_url = %s", (site.seed_url,))
     assert title and title not in text
+    (known,) = query(
+        db,
+        "SELECT a.text, a.language, s.name FROM articles a JOIN sources s USING (source_id) WHERE a.title = %s",
+        ("Swing Bridge repairs to close harbour road for six weeks",),
+    )
+    assert known[1] == "en" and known[2] == "wyemouth-courier-atom"
+    assert "Wyemouth" in known[0] and len(known[0].split()) > 100
 
     # The same sources again: nothing new, nothing duplicated.
     dags_test(airflow_env["env"])

@@ -51,11 +51,13 @@ def test_sync_sources_upserts_and_disables(db_url: str) -> None:
 
 def test_upsert_counts_new_updated_unchanged(db_url: str) -> None:
     with store.connect(db_url) as conn:
-        assert store.upsert_articles(
-            conn, [article("https://a.example/1"), article("https://a.example/2")]
-        ) == {"articles_new": 2, "articles_updated": 0, "articles_unchanged": 0}
+        assert store.upsert_articles(conn, [article("https://a.example/1"), article("https://a.example/2")]).counts == {
+            "articles_new": 2,
+            "articles_updated": 0,
+            "articles_unchanged": 0,
+        }
         again = [article("https://a.example/1"), article("https://a.example/2", text="Corrected body.")]
-        assert store.upsert_articles(conn, again) == {
+        assert store.upsert_articles(conn, again).counts == {
             "articles_new": 0,
             "articles_updated": 1,
             "articles_unchanged": 1,
@@ -63,9 +65,7 @@ def test_upsert_counts_new_updated_unchanged(db_url: str) -> None:
         with conn.cursor() as cur:
             cur.execute("SELECT count(*), max(text) FILTER (WHERE url LIKE '%/2') FROM articles")
             assert cur.fetchone() == (2, "Corrected body.")
-        assert set(store.known_urls(conn, ["https://a.example/1", "https://a.example/9"])) == {
-            "https://a.example/1"
-        }
+        assert set(store.known_urls(conn, ["https://a.example/1", "https://a.example/9"])) == {"https://a.example/1"}
 
 
 def test_run_lifecycle_and_crawl_log(db_url: str) -> None:
@@ -119,3 +119,36 @@ def test_unreachable_database_is_a_clear_error() -> None:
 def test_constraints_reject_bad_kind(db_url: str) -> None:
     with pytest.raises(psycopg2.errors.CheckViolation), store.connect(db_url) as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO sources (name, url, kind) VALUES ('x', 'https://x', 'podcast')")
+
+
+def test_revision_updates_in_place_and_keeps_the_previous_version(db_url: str) -> None:
+    with store.connect(db_url) as conn:
+        first = store.upsert_articles(conn, [article("https://a.example/r", text="First version.")])
+        (article_id,) = first.new.values()
+        second = store.upsert_articles(conn, [article("https://a.example/r", text="Second version.")])
+        assert second.changed == {"https://a.example/r": article_id}
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), max(text) FROM articles")
+            assert cur.fetchone() == (1, "Second version.")
+            cur.execute("SELECT article_id, text FROM article_versions")
+            assert cur.fetchall() == [(article_id, "First version.")]
+
+
+def test_removed_segments_are_replaced(db_url: str) -> None:
+    removal = {
+        "position": 1,
+        "sentence": None,
+        "kind": "paragraph",
+        "reason": "title_repeat",
+        "measure": "equal",
+        "similarity": 1.0,
+        "segment": "Title",
+        "matched": "Title",
+    }
+    with store.connect(db_url) as conn:
+        (article_id,) = store.upsert_articles(conn, [article("https://a.example/s")]).new.values()
+        assert store.save_removed_segments(conn, {article_id: [removal, removal | {"position": 2}]}) == 2
+        assert store.save_removed_segments(conn, {article_id: [removal]}) == 1
+        with conn.cursor() as cur:
+            cur.execute("SELECT position, reason FROM removed_segments WHERE article_id = %s", (article_id,))
+            assert cur.fetchall() == [(1, "title_repeat")]

@@ -12,6 +12,7 @@ from pathlib import Path
 from newsdedup import pipeline, store
 from newsdedup.clean import clean_article, load_plain_text
 from newsdedup.config import ConfigError, Settings
+from newsdedup.dedup import cluster_jsonl
 from newsdedup.extract import ExtractionError, extract
 from newsdedup.fetch import Fetcher, FetchPolicy, decode_body
 from newsdedup.sources import load_sources
@@ -21,9 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the command, turn known errors into a message and exit code 2."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
     except (ConfigError, ExtractionError, OSError) as exc:
@@ -40,9 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema").add_subparsers(required=True, metavar="action")
     db.add_parser("migrate", help="apply pending migrations").set_defaults(func=_db_migrate)
 
-    sources = sub.add_parser("sources", help="configured sources").add_subparsers(
-        required=True, metavar="action"
-    )
+    sources = sub.add_parser("sources", help="configured sources").add_subparsers(required=True, metavar="action")
     sources.add_parser("sync", help="write the sources file to the database").set_defaults(func=_sources_sync)
     sources.add_parser("check", help="validate the sources file").set_defaults(func=_sources_check)
 
@@ -59,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     cln.add_argument("path", type=Path)
     cln.add_argument("--url", default="http://localhost/article", help="the page's URL, for HTML")
     cln.set_defaults(func=_clean)
+
+    clu = sub.add_parser("cluster", help="deduplicate a JSONL corpus offline with the same engine")
+    clu.add_argument("--input", required=True, type=Path, help='JSONL lines {"id","title","text"}')
+    clu.add_argument("--output", required=True, type=Path, help='JSONL lines {"id","cluster","canonical","similarity"}')
+    clu.set_defaults(func=_cluster)
 
     sub.add_parser("stats", help="headline numbers of the database as JSON").set_defaults(func=_stats)
     sub.add_parser("report", help="summary of the last run and of the database").set_defaults(func=_report)
@@ -82,9 +84,7 @@ def _sources_sync(args: argparse.Namespace) -> int:
     """Write the sources file to the database."""
     settings = _settings()
     counts = pipeline.sync_sources(settings)
-    print(
-        f"{counts['enabled']} source(s) enabled, {counts['disabled']} disabled, from {settings.sources_path}"
-    )
+    print(f"{counts['enabled']} source(s) enabled, {counts['disabled']} disabled, from {settings.sources_path}")
     return 0
 
 
@@ -110,9 +110,7 @@ def _read_page(target: str) -> tuple[str, str]:
         with Fetcher(FetchPolicy.from_env()) as fetcher:
             result = fetcher.get(target)
         if not result.ok or result.text is None:
-            raise ExtractionError(
-                f"{target}: {result.outcome} {result.error_class or ''} {result.error_message or ''}"
-            )
+            raise ExtractionError(f"{target}: {result.outcome} {result.error_class or ''} {result.error_message or ''}")
         return result.text, result.final_url
     path = Path(target)
     data = path.read_bytes()
@@ -142,6 +140,15 @@ def _clean(args: argparse.Namespace) -> int:
     result = clean_article(title, text)
     out = {"title": title, "text": result.text, "removed": [r.to_dict() for r in result.removed]}
     print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    """Cluster a JSONL file and print the counts."""
+    if not args.input.is_file():
+        raise ConfigError(f"input file {args.input} does not exist")
+    counts = cluster_jsonl(args.input, args.output)
+    print(json.dumps(counts), file=sys.stderr)
     return 0
 
 

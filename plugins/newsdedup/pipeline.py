@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from newsdedup import store
 from newsdedup.clean import clean_article
 from newsdedup.config import Settings
+from newsdedup.dedup import Doc
+from newsdedup.dedup_store import assign_clusters
 from newsdedup.extract import ExtractionError, extract
 from newsdedup.fetch import Fetcher, FetchPolicy, FetchResult
 from newsdedup.sources import FeedEntry, discover, load_sources
@@ -132,7 +134,7 @@ def _fetch_batch(
 
 
 def process_pages(db_url: str, run_id: int, progress: Progress | None = None) -> dict:
-    """Extract, clean and store every staged page of a run, batch by batch."""
+    """Extract, clean, store and cluster every staged page of a run, batch by batch."""
     counts: Counter[str] = Counter()
     while True:
         with store.connect(db_url) as conn:
@@ -140,13 +142,37 @@ def process_pages(db_url: str, run_id: int, progress: Progress | None = None) ->
             if not batch:
                 break
             articles, failures = _process_batch(batch)
-            counts.update(store.upsert_articles(conn, articles))
+            counts.update(_load(conn, articles))
             counts["extract_failed"] += len(failures)
             store.log_crawl(conn, run_id, failures)
             store.mark_processed(conn, [page["raw_page_id"] for page in batch])
         if progress:
             progress(len(batch))
     return dict(counts)
+
+
+def _load(conn: store.Connection, articles: list[store.ArticleRow]) -> Counter[str]:
+    """Store a batch of articles, their removed segments, and the story clusters of the new ones."""
+    done = store.upsert_articles(conn, articles)
+    counts: Counter[str] = Counter(done.counts)
+    by_url = {a.canonical_url: a for a in articles}
+    touched = done.new | done.changed
+    counts["segments_removed"] = store.save_removed_segments(
+        conn, {article_id: by_url[url].removed for url, article_id in touched.items()}
+    )
+    docs = [
+        Doc(
+            id=article_id,
+            text=by_url[url].text,
+            title=by_url[url].title,
+            published_at=by_url[url].published_at,
+            url=url,
+        )
+        for url, article_id in done.new.items()
+    ]
+    for decision in assign_clusters(conn, docs):
+        counts["stories_created" if decision.method == "new" else "duplicates_found"] += 1
+    return counts
 
 
 def _process_batch(batch: list[dict]) -> tuple[list[store.ArticleRow], list[store.CrawlRecord]]:
@@ -181,6 +207,7 @@ def _process_batch(batch: list[dict]) -> tuple[list[store.ArticleRow], list[stor
                 published_at=found.published_at or page["feed_published"],
                 language=found.language,
                 fetched_at=datetime.now(UTC),
+                removed=[r.to_dict() for r in cleaned.removed],
             )
         )
     return articles, failures
@@ -213,10 +240,7 @@ def run_once(settings: Settings, *, run_key: str | None = None, progress: bool =
     bar = _progress_bar(progress, len(run["sources"]), "sources")
     policy = FetchPolicy.from_env()
     with Fetcher(policy) as fetcher, ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [
-            pool.submit(crawl_source, settings.db_url, run["run_id"], name, fetcher)
-            for name in run["sources"]
-        ]
+        futures = [pool.submit(crawl_source, settings.db_url, run["run_id"], name, fetcher) for name in run["sources"]]
         reports = []
         for future in futures:
             reports.append(future.result())

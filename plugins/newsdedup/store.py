@@ -6,7 +6,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -71,9 +71,7 @@ def migrate(conn: Connection, sql_dir: Path = SQL_DIR) -> list[str]:
             row = cur.fetchone()
             if row is None:
                 cur.execute(body)
-                cur.execute(
-                    "INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)", (version, checksum)
-                )
+                cur.execute("INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)", (version, checksum))
                 applied.append(version)
         conn.commit()
     return applied
@@ -115,8 +113,7 @@ def enabled_sources(conn: Connection) -> list[StoredSource]:
     """Return the enabled sources, by name."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT source_id, name, url, kind, language, etag, last_modified "
-            "FROM sources WHERE enabled ORDER BY name"
+            "SELECT source_id, name, url, kind, language, etag, last_modified FROM sources WHERE enabled ORDER BY name"
         )
         return [
             StoredSource(sid, Source(name, url, kind, lang), etag, lm)
@@ -164,6 +161,9 @@ RUN_COUNTERS = (
     "articles_new",
     "articles_updated",
     "articles_unchanged",
+    "stories_created",
+    "duplicates_found",
+    "segments_removed",
 )
 
 
@@ -301,9 +301,7 @@ def pending_raw_pages(conn: Connection, run_id: int, limit: int) -> list[dict]:
 def mark_processed(conn: Connection, raw_page_ids: Sequence[int]) -> None:
     """Mark pages as processed."""
     with conn.cursor() as cur:
-        cur.execute(
-            "UPDATE raw_pages SET processed_at = now() WHERE raw_page_id = ANY(%s)", (list(raw_page_ids),)
-        )
+        cur.execute("UPDATE raw_pages SET processed_at = now() WHERE raw_page_id = ANY(%s)", (list(raw_page_ids),))
 
 
 @dataclass
@@ -319,6 +317,7 @@ class ArticleRow:
     published_at: datetime | None
     language: str | None
     fetched_at: datetime
+    removed: list[dict] = field(default_factory=list)
 
     @property
     def content_hash(self) -> str:
@@ -326,8 +325,17 @@ class ArticleRow:
         return hashlib.sha256(f"{self.title}\n{self.text}".encode()).hexdigest()
 
 
-def upsert_articles(conn: Connection, articles: Sequence[ArticleRow]) -> dict[str, int]:
-    """Insert new articles and update changed ones by canonical URL; count new/updated/unchanged."""
+@dataclass
+class Upserted:
+    """What an upsert did: counts, and the id of each new or changed article by canonical URL."""
+
+    counts: dict[str, int]
+    new: dict[str, int]
+    changed: dict[str, int]
+
+
+def upsert_articles(conn: Connection, articles: Sequence[ArticleRow]) -> Upserted:
+    """Insert new articles and update changed ones by canonical URL; unchanged ones are left alone."""
     # Two pages of one batch with one canonical URL would make ON CONFLICT fail: last one wins.
     unique = {a.canonical_url: a for a in articles}
     rows = [
@@ -346,9 +354,9 @@ def upsert_articles(conn: Connection, articles: Sequence[ArticleRow]) -> dict[st
         )
         for a in unique.values()
     ]
-    counts = {"articles_new": 0, "articles_updated": 0, "articles_unchanged": 0}
+    done = Upserted({"articles_new": 0, "articles_updated": 0, "articles_unchanged": 0}, {}, {})
     if not rows:
-        return counts
+        return done
     with conn.cursor() as cur:
         returned = psycopg2.extras.execute_values(
             cur,
@@ -360,14 +368,47 @@ def upsert_articles(conn: Connection, articles: Sequence[ArticleRow]) -> dict[st
             "language = EXCLUDED.language, word_count = EXCLUDED.word_count, "
             "content_hash = EXCLUDED.content_hash, fetched_at = EXCLUDED.fetched_at, updated_at = now() "
             "WHERE articles.content_hash <> EXCLUDED.content_hash "
-            "RETURNING (xmax = 0) AS inserted",
+            "RETURNING canonical_url, article_id, (xmax = 0) AS inserted",
             rows,
             fetch=True,
         )
-    counts["articles_new"] = sum(1 for (inserted,) in returned if inserted)
-    counts["articles_updated"] = len(returned) - counts["articles_new"]
-    counts["articles_unchanged"] = len(rows) - len(returned)
-    return counts
+    for url, article_id, inserted in returned:
+        (done.new if inserted else done.changed)[url] = article_id
+    done.counts["articles_new"] = len(done.new)
+    done.counts["articles_updated"] = len(done.changed)
+    done.counts["articles_unchanged"] = len(rows) - len(returned)
+    return done
+
+
+def save_removed_segments(conn: Connection, removed: dict[int, Sequence[dict]]) -> int:
+    """Replace the recorded segment removals of these articles."""
+    if not removed:
+        return 0
+    rows = [
+        (
+            article_id,
+            r["position"],
+            r.get("sentence"),
+            r["kind"],
+            r["reason"],
+            r.get("measure", "equal"),
+            r["similarity"],
+            r["segment"],
+            r["matched"],
+        )
+        for article_id, removals in removed.items()
+        for r in removals
+    ]
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM removed_segments WHERE article_id = ANY(%s)", (list(removed),))
+        if rows:
+            psycopg2.extras.execute_values(
+                cur,
+                "INSERT INTO removed_segments (article_id, position, sentence, kind, reason, measure, "
+                "similarity, segment, matched) VALUES %s",
+                rows,
+            )
+    return len(rows)
 
 
 def last_run(conn: Connection) -> dict | None:
