@@ -127,9 +127,7 @@ class Corpus:
 
     def articles_of(self, outlet: str) -> list[Article]:
         """Return an outlet's articles, newest first."""
-        return sorted(
-            (a for a in self.articles if a.outlet == outlet), key=lambda a: a.published, reverse=True
-        )
+        return sorted((a for a in self.articles if a.outlet == outlet), key=lambda a: a.published, reverse=True)
 
 
 # --------------------------------------------------------------------------- seed article
@@ -501,9 +499,7 @@ class Renderer:
                 '<meta name="twitter:card" content="summary_large_image">',
             ]
             if article.updated:
-                head.append(
-                    f'<meta property="article:modified_time" content="{esc(article.updated.isoformat())}">'
-                )
+                head.append(f'<meta property="article:modified_time" content="{esc(article.updated.isoformat())}">')
         if outlet.jsonld:
             head.append(self._jsonld(article, outlet, canonical))
         byline = (
@@ -580,8 +576,7 @@ class Renderer:
             ("email", outlet.labels["email"], f"mailto:?subject={text}&body={target}"),
         ]
         buttons = " ".join(
-            f'<a class="share-{cls}" href="{esc(href)}" rel="nofollow">{esc(label)}</a>'
-            for cls, label, href in links
+            f'<a class="share-{cls}" href="{esc(href)}" rel="nofollow">{esc(label)}</a>' for cls, label, href in links
         )
         return f'<div class="share-bar"><span>{esc(outlet.labels["share"])}</span> {buttons}</div>'
 
@@ -589,9 +584,7 @@ class Renderer:
         """Return the "related stories" aside: same section first, then the newest."""
         others = [a for a in self.corpus.articles_of(outlet.name) if a.path != article.path]
         others.sort(key=lambda a: a.section != article.section)
-        items = "\n".join(
-            f'<li><a href="{esc(self.url(a.path))}">{esc(a.title)}</a></li>' for a in others[:4]
-        )
+        items = "\n".join(f'<li><a href="{esc(self.url(a.path))}">{esc(a.title)}</a></li>' for a in others[:4])
         heading = esc(outlet.labels["related"])
         return f'<aside class="related">\n<h3>{heading}</h3>\n<ul>\n{items}\n</ul>\n</aside>'
 
@@ -608,10 +601,7 @@ class Renderer:
             for a in articles
         )
         heading = section or outlet.labels["latest"]
-        main = (
-            f'<section class="latest">\n<h1>{esc(heading)}</h1>\n'
-            f'<ul class="teasers">\n{items}\n</ul>\n</section>'
-        )
+        main = f'<section class="latest">\n<h1>{esc(heading)}</h1>\n<ul class="teasers">\n{items}\n</ul>\n</section>'
         path = outlet.home() + (slugify(section) + "/" if section else "")
         head = f'<link rel="canonical" href="{esc(self.url(path))}">'
         title = f"{section} | {outlet.title}" if section else f"{outlet.title} - {outlet.tagline}"
@@ -769,9 +759,7 @@ def build_pages(corpus: Corpus, base_url: str) -> dict[str, Page]:
                 html_type, r.index_page(outlet, section).encode(), newest
             )
         if "rss" in outlet.feeds:
-            pages[outlet.feed_path("rss")] = Page(
-                "application/rss+xml; charset=utf-8", r.rss(outlet).encode(), newest
-            )
+            pages[outlet.feed_path("rss")] = Page("application/rss+xml; charset=utf-8", r.rss(outlet).encode(), newest)
         if "atom" in outlet.feeds:
             pages[outlet.feed_path("atom")] = Page(
                 "application/atom+xml; charset=utf-8", r.atom(outlet).encode(), newest
@@ -833,9 +821,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(page.body)))
         if page.status == HTTPStatus.OK:
             self.send_header("ETag", page.etag)
-            self.send_header(
-                "Last-Modified", email.utils.format_datetime(page.last_modified.astimezone(UTC), True)
-            )
+            self.send_header("Last-Modified", email.utils.format_datetime(page.last_modified.astimezone(UTC), True))
             self.send_header("Cache-Control", "max-age=60")
         self.end_headers()
         if not head:
@@ -845,9 +831,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Tell whether the request's validators match the page."""
         if_none_match = self.headers.get("If-None-Match")
         if if_none_match is not None:
-            return (
-                page.etag in [tag.strip() for tag in if_none_match.split(",")] or if_none_match.strip() == "*"
-            )
+            return page.etag in [tag.strip() for tag in if_none_match.split(",")] or if_none_match.strip() == "*"
         since = self.headers.get("If-Modified-Since")
         if since:
             try:
@@ -948,9 +932,7 @@ def write_sources(site: DemoSite, path: str | os.PathLike[str]) -> Path:
     sources: list[dict[str, str]] = []
     for outlet in site.outlets:
         kind, url = outlet["feeds"][0]
-        sources.append(
-            {"name": f"{outlet['name']}-{kind}", "url": url, "kind": kind, "language": outlet["language"]}
-        )
+        sources.append({"name": f"{outlet['name']}-{kind}", "url": url, "kind": kind, "language": outlet["language"]})
     first = site.outlets[0]
     sources.append(
         {
@@ -963,9 +945,7 @@ def write_sources(site: DemoSite, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Written by demo/site.py for the demo site at {site.base_url}\n"
-    target.write_text(
-        header + yaml.safe_dump({"sources": sources}, sort_keys=False, allow_unicode=True), "utf-8"
-    )
+    target.write_text(header + yaml.safe_dump({"sources": sources}, sort_keys=False, allow_unicode=True), "utf-8")
     return target
 
 
@@ -984,6 +964,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
     parser.add_argument("--sources-out", type=Path, help="write a newsdedup sources YAML file here")
     parser.add_argument("--port-file", type=Path, help="write the chosen port here once serving")
+    parser.add_argument("--seed-url-file", type=Path, help="write the seed article's URL here")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
@@ -999,6 +980,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     if args.sources_out:
         write_sources(site, args.sources_out)
+    if args.seed_url_file:
+        _write_atomically(args.seed_url_file, f"{site.seed_url}\n")
     if args.port_file:
         _write_atomically(args.port_file, f"{site.port}\n")
     print(site.base_url, flush=True)

@@ -24,7 +24,7 @@ mkdir -p .demo
 rm -f .demo/port
 # Same port on every run: article URLs (and so canonical URLs) stay the same, a rerun adds nothing.
 [ -s .demo/site-port ] || python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' > .demo/site-port
-$PY demo/site.py --port "$(cat .demo/site-port)" --sources-out .demo/sources.yaml --port-file .demo/port > .demo/site.log 2>&1 &
+$PY demo/site.py --port "$(cat .demo/site-port)" --sources-out .demo/sources.yaml --seed-url-file .demo/seed-url --port-file .demo/port > .demo/site.log 2>&1 &
 site_pid=$!
 trap 'kill $site_pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do [ -s .demo/port ] && break; sleep 0.1; done
@@ -47,11 +47,18 @@ echo "DAG run finished in $(( $(date +%s) - start )) s (log: .demo/dags-test.log
 
 step "Summary"
 $PY -m newsdedup report
-for query in sql/queries/latest_articles.sql sql/queries/articles_per_source.sql; do
+for query in sql/queries/latest_stories.sql sql/queries/stories_by_sources.sql sql/queries/why_duplicate.sql; do
   step "Example query: $query"
   sed -n '/^-- /p' "$query"
   psql -X -P pager=off "$NEWSDEDUP_DB_URL" -f "$query"
 done
+
+step "The seed article: repeated segments removed"
+psql -X -P pager=off "$NEWSDEDUP_DB_URL" -v url="$(cat .demo/seed-url 2>/dev/null || true)" <<'SQL'
+SELECT r.position, r.reason, round(r.similarity::numeric, 2) AS similarity, left(r.segment, 70) AS removed_segment
+FROM removed_segments r JOIN articles a USING (article_id)
+WHERE a.canonical_url = :'url' ORDER BY r.position;
+SQL
 
 cat <<MSG
 

@@ -181,7 +181,11 @@ def _report(args: argparse.Namespace) -> int:
         f"{run['articles_unchanged']} unchanged in this run"
     )
     print(
-        f"database       {totals['articles']} articles from {totals['sources']} sources in "
-        f"{totals['languages']} languages; {totals['crawl_failures']} failed requests logged"
+        f"dedup          {run['stories_created']} new stories, {run['duplicates_found']} copies collapsed "
+        f"into existing stories, {run['segments_removed']} repeated segments removed"
+    )
+    print(
+        f"database       {totals['articles']} articles in {totals['stories']} stories from {totals['sources']} "
+        f"sources in {totals['languages']} languages; {totals['crawl_failures']} failed requests logged"
     )
     return 0

@@ -426,6 +426,7 @@ def stats(conn: Connection) -> dict:
             "SELECT (SELECT count(*) FROM sources WHERE enabled) AS sources,"
             " (SELECT count(*) FROM articles) AS articles,"
             " (SELECT count(DISTINCT language) FROM articles) AS languages,"
+            " (SELECT count(*) FROM story_clusters) AS stories,"
             " (SELECT count(*) FROM crawl_log) AS crawl_attempts,"
             " (SELECT count(*) FROM crawl_log WHERE outcome NOT IN ('ok', 'not_modified')) AS crawl_failures,"
             " (SELECT count(*) FROM pipeline_runs) AS runs,"

@@ -1,0 +1,156 @@
+"""Story clustering against the PostgreSQL index: incremental, concurrent, revisions, offline CLI."""
+
+import json
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from newsdedup import pipeline, store
+from newsdedup.dedup import Doc
+from newsdedup.dedup_store import PgSignatureStore, assign_clusters
+from newsdedup.sources import Source
+
+pytestmark = pytest.mark.integration
+FIXTURES = Path(__file__).parent / "fixtures"
+STORY = (FIXTURES / "dedup" / "en_port_strike.txt").read_text(encoding="utf-8")
+OTHER = (FIXTURES / "dedup" / "en_wildfire.txt").read_text(encoding="utf-8")
+
+
+def add_article(conn, url: str, text: str, published: datetime | None = None) -> int:
+    row = store.ArticleRow(None, url, url, "Title", text, None, published, "en", datetime.now(UTC))
+    (article_id,) = store.upsert_articles(conn, [row]).new.values()
+    return article_id
+
+
+def scalar(db_url: str, sql: str, params: tuple = ()) -> object:
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()[0]
+
+
+def test_copies_across_batches_join_the_first_story(db_url: str) -> None:
+    with store.connect(db_url) as conn:
+        first = add_article(conn, "https://a.example/1", STORY)
+        (decision,) = assign_clusters(conn, [Doc(first, STORY)])
+        assert decision.method == "new" and decision.cluster_id == first
+    paragraphs = STORY.split("\n\n")
+    excerpt = "\n\n".join(paragraphs[: max(2, len(paragraphs) // 2)])
+    with store.connect(db_url) as conn:
+        copy = add_article(conn, "https://b.example/1", "Kaynak: wire\n\n" + STORY.replace('"', "“"))
+        short = add_article(conn, "https://c.example/1", excerpt)
+        other = add_article(conn, "https://d.example/1", OTHER)
+        decisions = assign_clusters(conn, [Doc(copy, STORY), Doc(short, excerpt), Doc(other, OTHER)])
+    assert [d.cluster_id for d in decisions[:2]] == [first, first]
+    assert decisions[2].method == "new" and decisions[2].cluster_id == other
+    assert scalar(db_url, "SELECT size FROM story_clusters WHERE cluster_id = %s", (first,)) == 3
+    assert scalar(db_url, "SELECT count(*) FROM duplicate_decisions") == 4
+    assert scalar(db_url, "SELECT count(*) FROM article_duplicates WHERE cluster_id = %s", (first,)) == 2
+
+
+def test_earlier_copy_becomes_canonical(db_url: str) -> None:
+    with store.connect(db_url) as conn:
+        late = add_article(conn, "https://a.example/late", STORY, datetime(2026, 3, 2, tzinfo=UTC))
+        assign_clusters(conn, [Doc(late, STORY, published_at=datetime(2026, 3, 2, tzinfo=UTC))])
+        early = add_article(conn, "https://b.example/early", STORY, datetime(2026, 3, 1, tzinfo=UTC))
+        (decision,) = assign_clusters(conn, [Doc(early, STORY, published_at=datetime(2026, 3, 1, tzinfo=UTC))])
+    assert decision.is_canonical and decision.replaced_canonical_id == late
+    assert scalar(db_url, "SELECT canonical_article_id FROM story_clusters") == early
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT article_id, matched_article_id, method FROM article_duplicates")
+        assert cur.fetchall() == [(late, early, "exact")]
+
+
+def test_two_runs_at_once_make_one_cluster(db_url: str) -> None:
+    """Two connections assign copies of one story at the same moment: the advisory lock serialises them."""
+    with store.connect(db_url) as conn:
+        ids = [add_article(conn, f"https://{host}.example/s", STORY) for host in ("a", "b")]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker(article_id: int) -> None:
+        try:
+            with store.connect(db_url) as conn:
+                barrier.wait()
+                assign_clusters(conn, [Doc(article_id, STORY)])
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert scalar(db_url, "SELECT count(*) FROM story_clusters") == 1
+    assert scalar(db_url, "SELECT count(DISTINCT cluster_id) FROM articles") == 1
+
+
+def test_candidates_come_from_the_index(db_url: str) -> None:
+    with store.connect(db_url) as conn:
+        first = add_article(conn, "https://a.example/1", STORY)
+        assign_clusters(conn, [Doc(first, STORY)])
+        pg = PgSignatureStore(conn)
+        (stored,) = pg.get([first]).values()
+        with conn.cursor() as cur:
+            cur.execute("SELECT band_no, band_hash FROM lsh_bands WHERE article_id = %s", (first,))
+            keys = cur.fetchall()
+        assert pg.candidates([keys, [(0, 12345)]], limit=10) == [{first: len(keys)}, {}]
+        assert stored.cluster_id == first and len(stored.shingles) > 50
+
+
+def test_revision_updates_the_article_and_keeps_its_story(db_url: str) -> None:
+    html = (FIXTURES / "pages" / "wire_story.html").read_text(encoding="utf-8")
+    url = "https://ledger.example.com/2026/03/harbour-bridge-reopens.html"
+    revised = html.replace("</article>", "<p>Update: the bridge will close again overnight on Tuesday.</p></article>")
+    with store.connect(db_url) as conn:
+        store.sync_sources(conn, [Source("ledger", "https://ledger.example.com/rss.xml", "rss", "en")])
+        source_id = store.get_source(conn, "ledger").source_id
+    for n, page in enumerate((html, revised)):
+        with store.connect(db_url) as conn:
+            run_id = store.start_run(conn, f"run{n}", "cli", 1)
+            store.save_raw_pages(conn, run_id, [store.RawPage(source_id, url, url, 200, "text/html", "utf-8", page)])
+        counts = pipeline.process_pages(db_url, run_id)
+        assert counts["articles_new" if n == 0 else "articles_updated"] == 1
+    assert scalar(db_url, "SELECT count(*) FROM articles") == 1
+    assert scalar(db_url, "SELECT count(*) FROM story_clusters") == 1
+    assert scalar(db_url, "SELECT count(*) FROM article_versions") == 1
+    assert "close again overnight" in scalar(db_url, "SELECT text FROM articles")
+    assert "close again overnight" not in scalar(db_url, "SELECT text FROM article_versions")
+
+
+def test_cluster_cli_offline(tmp_path: Path) -> None:
+    paragraphs = STORY.split("\n\n")
+    docs = [
+        {"id": "orig", "title": "Port strike", "text": STORY, "published_at": "2026-03-01T08:00:00Z"},
+        {"id": "copy", "title": "PORT STRIKE", "text": STORY + "\n\nRelated: more news.", "source": "b"},
+        {"id": "short", "title": "Strike", "text": "\n\n".join(paragraphs[: int(len(paragraphs) * 0.8)])},
+        {"id": "other", "title": "Fire", "text": OTHER},
+    ]
+    src, out = tmp_path / "docs.jsonl", tmp_path / "assignments.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    subprocess.run(
+        [sys.executable, "-m", "newsdedup", "cluster", "--input", str(src), "--output", str(out)],
+        check=True,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "plugins"), "PATH": ""},
+    )
+    rows = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert set(rows) == {"orig", "copy", "short", "other"}
+    assert rows["copy"]["cluster"] == rows["short"]["cluster"] == rows["orig"]["cluster"]
+    assert rows["other"]["cluster"] != rows["orig"]["cluster"]
+    assert rows["copy"]["canonical"] == "orig"
+    assert all(set(r) == {"id", "cluster", "canonical", "similarity"} for r in rows.values())
+
+
+def test_cluster_cli_missing_input(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "newsdedup", "cluster", "--input", str(tmp_path / "no.jsonl"), "--output", "x"],
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "plugins"), "PATH": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "does not exist" in done.stderr
