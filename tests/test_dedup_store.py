@@ -9,7 +9,6 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-
 from newsdedup import pipeline, store
 from newsdedup.dedup import Doc
 from newsdedup.dedup_store import PgSignatureStore, assign_clusters
