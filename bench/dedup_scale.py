@@ -1,0 +1,217 @@
+"""Time to deduplicate a batch of 1,000 new articles against 10k, 100k and 1M stored ones in PostgreSQL.
+
+    .venv/bin/python bench/dedup_scale.py [--sizes 10000 100000 1000000] [--batch 1000]
+
+The batch is real text: the articles of ../shared/corpora/article-extraction-benchmark and
+copies of them (shortened, re-headlined, wrapped), so it finds real duplicates among itself and
+among the stored corpus articles. The stored corpus grows by bulk-loading background articles
+(COPY) whose signatures are random: unrelated stored news rarely shares a band with a new article,
+which is exactly the case whose cost must not grow. Each measurement runs the batch in a
+transaction that is rolled back, so every size sees the same batch. The ratio of the largest to
+the smallest size is the figure to watch (target: at most 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import psycopg2
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "plugins"))
+
+from newsdedup import store  # noqa: E402
+from newsdedup.dedup import Doc  # noqa: E402
+from newsdedup.dedup_store import assign_clusters  # noqa: E402
+from newsdedup.minhash import DedupParams  # noqa: E402
+
+SHARED = Path(os.environ.get("NEWSDEDUP_SHARED_DIR", REPO.parent / "shared"))
+CORPUS = SHARED / "corpora" / "article-extraction-benchmark"
+FILLER_START = 10_000_000  # article ids of background articles, far from the real ones
+
+
+def start_server() -> tuple[str, dict]:
+    """A private PostgreSQL for the benchmark (or NEWSDEDUP_BENCH_DB_URL)."""
+    given = os.environ.get("NEWSDEDUP_BENCH_DB_URL")
+    if given:
+        return given, {}
+    env = os.environ | {
+        "NEWSDEDUP_PGHOME": "/tmp/newsdedup-bench-scale",  # noqa: S108 - the postgres user must reach it
+        "NEWSDEDUP_PGOPTS": "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+        "-c shared_buffers=1GB -c maintenance_work_mem=1GB -c max_wal_size=8GB",
+    }
+    pg = [str(REPO / "scripts" / "pg.sh")]
+    subprocess.run([*pg, "destroy"], env=env, check=False, capture_output=True)
+    subprocess.run([*pg, "start"], env=env, check=True, capture_output=True)
+    url = subprocess.run([*pg, "url", "bench"], env=env, check=True, capture_output=True, text=True).stdout.strip()
+    return url, env
+
+
+def corpus_texts() -> list[str]:
+    """Article bodies of the shared extraction benchmark."""
+    truth = json.loads((CORPUS / "ground-truth.json").read_text(encoding="utf-8"))
+    return [v["articleBody"] for v in truth.values() if len(v["articleBody"].split()) > 80]
+
+
+def batch_texts(texts: list[str], size: int, rng: np.random.Generator) -> list[str]:
+    """`size` new articles: corpus originals followed by copies of them."""
+    out = list(texts)
+    while len(out) < size:
+        text = texts[int(rng.integers(len(texts)))]
+        paras = [p for p in text.split("\n") if p.strip()]
+        kind = int(rng.integers(3))
+        if kind == 0:
+            out.append("\n".join(paras[: max(1, int(len(paras) * 0.8))]))
+        elif kind == 1:
+            out.append("Wire report.\n" + text + "\nRelated: more stories from our newsroom.")
+        else:
+            out.append(text.replace(" the ", " The ", 2))
+    return out[:size]
+
+
+def copy_rows(cur: psycopg2.extensions.cursor, table: str, columns: str, lines: io.StringIO) -> None:
+    """COPY text-format lines into a table."""
+    lines.seek(0)
+    cur.copy_expert(f"COPY {table} ({columns}) FROM STDIN", lines)  # noqa: S608 - fixed names
+
+
+def load_filler(conn, first_id: int, count: int, params: DedupParams, rng: np.random.Generator) -> None:
+    """Bulk-load `count` background articles with random signatures, in chunks."""
+    chunk = 50_000
+    version = params.version
+    with conn.cursor() as cur:
+        cur.execute("SET session_replication_role = replica")  # skip FK checks of the bulk load
+        for start in range(first_id, first_id + count, chunk):
+            ids = np.arange(start, min(start + chunk, first_id + count), dtype=np.int64)
+            arts, clusters, sigs, bands = io.StringIO(), io.StringIO(), io.StringIO(), io.StringIO()
+            band_hashes = rng.integers(-(2**63), 2**63 - 1, size=(len(ids), params.bands), dtype=np.int64)
+            for row, article_id in enumerate(ids.tolist()):
+                url = f"https://filler.example/{article_id}"
+                arts.write(f"{article_id}\t{url}\t{url}\tfiller\t\t{article_id:064x}\t2026-01-01\t{article_id}\n")
+                clusters.write(f"{article_id}\t{article_id}\t1\t3000\n")
+                sig = rng.integers(0, 2**32, size=params.num_perm, dtype=np.uint32).astype("<u4").tobytes().hex()
+                sh = rng.integers(0, 2**32, size=300, dtype=np.uint32).astype("<u4").tobytes().hex()
+                sigs.write(f"{article_id}\t{version}\t\\\\x{sig}\t\\\\x{sh}\t{article_id}\t3000\n")
+                for band_no, value in enumerate(band_hashes[row].tolist()):
+                    bands.write(f"{value}\t{band_no}\t{article_id}\n")
+            copy_rows(
+                cur,
+                "articles",
+                "article_id, url, canonical_url, title, text, content_hash, fetched_at, cluster_id",
+                arts,
+            )
+            copy_rows(cur, "story_clusters", "cluster_id, canonical_article_id, size, canonical_length", clusters)
+            copy_rows(
+                cur, "article_signatures", "article_id, params_version, signature, shingles, text_hash, length", sigs
+            )
+            copy_rows(cur, "lsh_bands", "band_hash, band_no, article_id", bands)
+        cur.execute("SET session_replication_role = DEFAULT")
+        for table in ("lsh_bands", "article_signatures", "articles", "story_clusters"):
+            cur.execute(f"ANALYZE {table}")
+    conn.commit()
+
+
+def time_batch(conn, texts: list[str], params: DedupParams, repeats: int) -> list[float]:
+    """Seconds to cluster the batch (inserting its articles first, outside the timing), rolled back."""
+    timings = []
+    for _ in range(repeats):
+        rows = [
+            store.ArticleRow(
+                None,
+                f"https://new.example/{i}",
+                f"https://new.example/{i}",
+                "t",
+                text,
+                None,
+                None,
+                "en",
+                datetime.now(UTC),
+            )
+            for i, text in enumerate(texts)
+        ]
+        done = store.upsert_articles(conn, rows)
+        docs = [Doc(article_id, texts[int(url.rsplit("/", 1)[1])]) for url, article_id in done.new.items()]
+        start = time.perf_counter()
+        decisions = assign_clusters(conn, docs, params)
+        timings.append(time.perf_counter() - start)
+        conn.rollback()
+    dupes = sum(d.method != "new" for d in decisions)
+    print(f"    batch of {len(docs)}: {dupes} matched an earlier article", flush=True)
+    return timings
+
+
+def main() -> int:
+    """Grow the stored corpus step by step and time the same batch at each size."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not CORPUS.is_dir():
+        print(f"{CORPUS} is absent: this benchmark needs ../shared (skipped)")
+        return 0
+    params = DedupParams()
+    rng = np.random.default_rng(7)
+    texts = corpus_texts()
+    batch = batch_texts(texts, args.batch, rng)
+    url, env = start_server()
+    try:
+        with store.connect(url) as conn:
+            store.migrate(conn)
+            # The real corpus articles are stored once, so the batch's copies have originals to find.
+            originals = [
+                store.ArticleRow(
+                    None,
+                    f"https://orig.example/{i}",
+                    f"https://orig.example/{i}",
+                    "t",
+                    t,
+                    None,
+                    None,
+                    "en",
+                    datetime.now(UTC),
+                )
+                for i, t in enumerate(texts)
+            ]
+            done = store.upsert_articles(conn, originals)
+            assign_clusters(conn, [Doc(aid, texts[int(u.rsplit("/", 1)[1])]) for u, aid in done.new.items()], params)
+            conn.commit()
+            results = []
+            loaded = len(texts)
+            for size in sorted(args.sizes):
+                t0 = time.perf_counter()
+                load_filler(conn, FILLER_START + loaded, size - loaded, params, rng)
+                loaded = size
+                print(f"stored {size:>9,} articles (load {time.perf_counter() - t0:.0f} s)", flush=True)
+                timings = time_batch(conn, batch, params, args.repeats)
+                results.append((size, statistics.median(timings)))
+                print(
+                    f"    median {results[-1][1]:.3f} s per batch of {len(batch)} "
+                    f"({1000 * results[-1][1] / len(batch):.2f} ms per article)",
+                    flush=True,
+                )
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
+                print(f"database size at {loaded:,} stored articles: {cur.fetchone()[0]}")
+        base = results[0][1]
+        print("\nstored articles | seconds per 1,000-article batch | ratio to smallest")
+        for size, seconds in results:
+            print(f"{size:>15,} | {seconds:>31.3f} | {seconds / base:>6.2f}")
+    finally:
+        if env:
+            subprocess.run([str(REPO / "scripts" / "pg.sh"), "destroy"], env=env, check=False, capture_output=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
