@@ -35,7 +35,6 @@ sys.path.insert(0, str(REPO / "plugins"))
 
 import xxhash  # noqa: E402
 from datasketch import MinHash, MinHashLSH  # noqa: E402
-
 from newsdedup.dedup import DedupParams, cluster_jsonl  # noqa: E402
 from newsdedup.normalize import normalize_for_compare  # noqa: E402
 
@@ -260,7 +259,7 @@ def build_corpus(n_docs: int, seed: int) -> list[BenchDoc]:
         title = titles[n]
         name, header, footer = rng.choice(outlets)
 
-        def add(kind: str, text: str, when: datetime, headline: str, source: str) -> None:
+        def add(kind: str, text: str, when: datetime, headline: str, source: str, story: str = story) -> None:
             docs.append(BenchDoc(f"{story}-{kind}", headline, text, story, kind, when, source, f"{story}-orig"))
 
         docs.append(BenchDoc(f"{story}-orig", title, body, story, "orig", t0, "origin"))

@@ -22,8 +22,6 @@ sys.path.insert(0, str(REPO / "plugins"))
 import numpy as np  # noqa: E402
 import xxhash  # noqa: E402
 from datasketch import MinHash  # noqa: E402
-
-from bench.dedup_quality import corpus_dir, shared_dir  # noqa: E402
 from newsdedup.minhash import (  # noqa: E402
     DedupParams,
     Signer,
@@ -33,6 +31,8 @@ from newsdedup.minhash import (  # noqa: E402
     tokens,
 )
 from newsdedup.normalize import normalize_for_compare  # noqa: E402
+
+from bench.dedup_quality import corpus_dir, shared_dir  # noqa: E402
 
 K = DedupParams().shingle_k
 

@@ -14,7 +14,6 @@ import pytest
 from datasketch import MinHash
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from newsdedup.dedup import (
     Decision,
     Deduplicator,
@@ -319,6 +318,8 @@ def test_memory_store_rejects_a_second_add_of_an_id() -> None:
     dedup.assign(Doc(1, fixture("en_wildfire")))
     with pytest.raises(ValueError, match="already stored"):
         dedup.assign(Doc(1, fixture("en_council_budget")))
+    with pytest.raises(ValueError, match="unique within a batch"):
+        dedup.assign_batch([Doc(2, "a b c d e"), Doc(2, "f g h i j")])
 
 
 def test_params_validation() -> None:

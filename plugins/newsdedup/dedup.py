@@ -52,12 +52,19 @@ import xxhash
 from newsdedup.minhash import (
     BandKey,
     DedupParams,
+    band_keys,
     estimate_jaccard,
     shingle_hashes,
     signer_for,
     tokens_of_normalized,
 )
 from newsdedup.normalize import normalize_for_compare
+
+__all__ = [
+    "BandKey", "ClusterInfo", "Decision", "DedupParams", "Deduplicator", "Doc", "MemoryStore",
+    "Method", "SignatureStore", "StoredDoc", "band_keys", "canonical_key", "cluster_jsonl",
+    "signature_jaccard",
+]
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +319,8 @@ class Deduplicator:
         """Assign articles in order (later ones see earlier ones of the batch) and store them."""
         if not docs:
             return []
+        if len({d.id for d in docs}) != len(docs):
+            raise ValueError("article ids must be unique within a batch")
         p = self.params
         prepared = [self.fingerprint(d) for d in docs]
         remote = self.store.candidates([x.keys for x in prepared], p.max_candidates)
