@@ -94,3 +94,10 @@ def test_normalize_is_idempotent_and_clean(text: str) -> None:
     assert not set(folded) & set("İIı")
     assert not any(unicodedata.category(char)[0] == "P" for char in folded)
     assert folded == " ".join(folded.split())
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F) | st.sampled_from("’‘“”–—İıI")))
+def test_ascii_fast_path_equals_full_folding(text: str) -> None:
+    from newsdedup.normalize import _normalize_unicode
+
+    assert normalize_for_compare(text) == _normalize_unicode(text)
