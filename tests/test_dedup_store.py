@@ -153,3 +153,12 @@ def test_cluster_cli_missing_input(tmp_path: Path) -> None:
         text=True,
     )
     assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def test_params_are_recorded_with_their_version(db_url: str) -> None:
+    with store.connect(db_url) as conn:
+        first = add_article(conn, "https://a.example/p", STORY)
+        (decision,) = assign_clusters(conn, [Doc(first, STORY)])
+    params = scalar(db_url, "SELECT params FROM dedup_params WHERE params_version = %s", (decision.params_version,))
+    assert params["scheme"] == "affine32" and params["num_perm"] == 128 and params["bands"] * params["rows"] <= 128
+    assert scalar(db_url, "SELECT params_version FROM article_signatures") == decision.params_version

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 
@@ -174,6 +175,10 @@ def assign_clusters(conn: Connection, docs: Sequence[Doc], params: DedupParams |
     with conn.cursor() as cur:
         # Two runs at once must not both start a cluster for one story: serialise assignment.
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (DEDUP_LOCK,))
+        cur.execute(
+            "INSERT INTO dedup_params (params_version, params) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (params.version, json.dumps(params.to_dict())),
+        )
     decisions = Deduplicator(params, PgSignatureStore(conn)).assign_batch(docs)
     with conn.cursor() as cur:
         psycopg2.extras.execute_values(
