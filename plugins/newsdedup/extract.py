@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from copy import copy
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
@@ -11,8 +12,12 @@ from urllib.parse import urljoin, urlsplit
 import py3langid
 import trafilatura
 from bs4 import BeautifulSoup
+from htmldate import find_date
 from lxml.html import HtmlElement
+from trafilatura.metadata import examine_meta, extract_meta_json, extract_metainfo, extract_title, normalize_authors
+from trafilatura.settings import Extractor, set_date_params
 from trafilatura.utils import load_html
+from trafilatura.xpaths import AUTHOR_XPATHS
 
 from newsdedup.urls import canonicalize
 
@@ -28,6 +33,11 @@ _DATE_META = (
     ("property", "og:updated_time"),
 )
 _AUTHOR_META = (("name", "author"), ("property", "article:author"), ("name", "byl"))
+# Built once: trafilatura's option object costs as much to build per page as a small extraction step.
+# fast=True skips the readability/justext comparison: on the 181 real pages of the extraction benchmark
+# it scored a token F1 of 0.956 against 0.954 with it, and takes about 20 % less time.
+_OPTIONS = Extractor(output_format="python", fast=True, comments=False, tables=False, with_metadata=False)
+_LANGID_CHARS = 5000
 
 
 class ExtractionError(ValueError):
@@ -59,17 +69,23 @@ def extract(html: str, url: str, *, language_hint: str | None = None) -> Extract
     if not html or not html.strip():
         raise ExtractionError("empty page")
     # One lxml parse serves the metadata look-ups and trafilatura (BeautifulSoup's parse costs more
-    # than the extraction itself); the look-ups run first because trafilatura prunes the tree.
+    # than the extraction itself); the read-only look-ups run first because trafilatura prunes a copy
+    # of the tree and the date search below may prune the tree itself.
     tree = load_html(html)
     if tree is None:
         raise ExtractionError("the page could not be parsed as HTML")
     page = _PageMeta(tree)
-    canonical, author, published = _canonical(page, url), page.author(), page.published()
+    canonical, published = _canonical(page, url), page.published()
     declared_language, head_title = page.language(), page.title()
-    doc = trafilatura.bare_extraction(tree, url=url, with_metadata=True, include_comments=False, include_tables=False)
-    traf = doc.as_dict() if doc is not None else {}
-    text = (traf.get("text") or "").strip()
-    title = (traf.get("title") or "").strip()
+    # trafilatura's own metadata step (with_metadata=True) cost more than the text extraction: its
+    # title and author rules are used here without the date search (htmldate, only as a fallback),
+    # the site name, categories, tags and licence look-ups.
+    traf_title, traf_author = _trafilatura_title_author(tree)
+    options = copy(_OPTIONS)
+    options.url = options.source = url
+    doc = trafilatura.bare_extraction(tree, url=url, options=options)
+    text = ((doc.text if doc is not None else None) or "").strip()
+    title = traf_title
     method = "trafilatura"
     if not text:
         text = _soup_text(html)
@@ -81,16 +97,57 @@ def extract(html: str, url: str, *, language_hint: str | None = None) -> Extract
         raise ExtractionError("no article text found")
     if not title:
         title = text.split("\n", 1)[0][:200]
+    if published is None:
+        published = _searched_date(tree, url)
     return ExtractedArticle(
         url=url,
         canonical_url=canonical,
         title=" ".join(title.split()),
         text=text,
-        author=(traf.get("author") or "").strip() or author,
-        published_at=published or (parse_datetime(traf["date"]) if traf.get("date") else None),
+        author=traf_author or _normalized_author(page.author()),
+        published_at=published,
         language=_language(declared_language, text, language_hint),
         method=method,
     )
+
+
+def _trafilatura_title_author(tree: HtmlElement) -> tuple[str, str | None]:
+    """Title and author by trafilatura's meta-tag, JSON-LD and markup rules (read-only on the tree)."""
+    try:
+        meta = examine_meta(tree)
+        if meta.author and " " not in meta.author:
+            meta.author = None  # a single token is a handle or a site name, as trafilatura judges it
+        meta = extract_meta_json(tree, meta)
+        title = meta.title or extract_title(tree) or ""
+        author = meta.author
+        if not author:
+            # Only the specific byline rule: the generic ones scan every element and cost 5 ms a page.
+            found = extract_metainfo(tree, AUTHOR_XPATHS[:1], len_limit=120)
+            author = normalize_authors(None, found) if found else None
+    except Exception:  # noqa: BLE001 - metadata is best effort; the page's own look-ups remain
+        log.debug("trafilatura metadata failed", exc_info=True)
+        return "", None
+    return (title or "").strip(), (author or "").strip() or None
+
+
+def _normalized_author(raw: str | None) -> str | None:
+    """A byline from meta tags or JSON-LD in trafilatura's form ("By A and B, Agency" -> "A; B; Agency")."""
+    if not raw or raw.startswith(("http://", "https://")):
+        return None
+    try:
+        return normalize_authors(None, raw) or raw
+    except Exception:  # noqa: BLE001 - keep the raw byline
+        return raw
+
+
+def _searched_date(tree: HtmlElement, url: str) -> datetime | None:
+    """Publication date found by htmldate's search of the page, when meta tags have none."""
+    try:
+        found = find_date(tree, url=url, **set_date_params(True))  # max_date: today, per call
+    except Exception:  # noqa: BLE001 - a date is best effort
+        log.debug("htmldate failed", exc_info=True)
+        return None
+    return parse_datetime(found) if found else None
 
 
 class _PageMeta:
@@ -224,5 +281,5 @@ def _language(declared: str | None, text: str, hint: str | None) -> str | None:
     if declared:
         return declared
     if len(text) >= 200:
-        return py3langid.classify(text[:5000])[0]
+        return py3langid.classify(text[:_LANGID_CHARS])[0]
     return hint
