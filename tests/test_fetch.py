@@ -753,14 +753,23 @@ def test_throttle_is_per_host() -> None:
 def test_policy_from_env() -> None:
     env = {
         "NEWSDEDUP_ALLOW_NETWORKS": " 127.0.0.0/8, ::1/128 ,",
-        "NEWSDEDUP_USER_AGENT": "mybot/1.0",
+        "NEWSDEDUP_USER_AGENT": "mybot/1.0 (+https://bot.example/about)",
         "NEWSDEDUP_MIN_HOST_DELAY": "0.25",
+        "NEWSDEDUP_FETCH_TIMEOUT": "2",
+        "NEWSDEDUP_MAX_PAGE_BYTES": "1000",
+        "NEWSDEDUP_MAX_CONNECTIONS": "3",
+        "NEWSDEDUP_RETRIES": "0",
+        "NEWSDEDUP_ROBOTS_TTL": "60",
     }
     p = FetchPolicy.from_env(env)
     assert p.allow_networks == ("127.0.0.0/8", "::1/128")
-    assert p.user_agent == "mybot/1.0"
+    assert p.user_agent == "mybot/1.0 (+https://bot.example/about)"
     assert p.min_host_delay == 0.25
+    assert (p.total_timeout, p.connect_timeout, p.read_timeout) == (2.0, 2.0, 2.0)
+    assert (p.max_bytes, p.max_decompressed_bytes) == (1000, 2000)
+    assert (p.max_connections, p.retries, p.robots_ttl) == (3, 0, 60.0)
     assert FetchPolicy.from_env({}) == FetchPolicy()
+    assert FetchPolicy.from_env({"NEWSDEDUP_USER_AGENT": "bot/2 (ops@bot.example)"}).user_agent.startswith("bot/2")
 
 
 def test_policy_from_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -776,6 +785,12 @@ def test_policy_from_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"NEWSDEDUP_MIN_HOST_DELAY": "soon"}, "NEWSDEDUP_MIN_HOST_DELAY"),
         ({"NEWSDEDUP_MIN_HOST_DELAY": "-1"}, "NEWSDEDUP_MIN_HOST_DELAY"),
         ({"NEWSDEDUP_ALLOW_NETWORKS": "127.0.0.0/8,300.1.1.1"}, "'300.1.1.1'"),
+        ({"NEWSDEDUP_USER_AGENT": "mybot/1.0"}, "contact|reach its operator"),
+        ({"NEWSDEDUP_MAX_CONNECTIONS": "0"}, "NEWSDEDUP_MAX_CONNECTIONS: must be >= 1"),
+        ({"NEWSDEDUP_MAX_CONNECTIONS": "2.5"}, "NEWSDEDUP_MAX_CONNECTIONS: expected a whole number"),
+        ({"NEWSDEDUP_FETCH_TIMEOUT": "0"}, "NEWSDEDUP_FETCH_TIMEOUT"),
+        ({"NEWSDEDUP_FETCH_TIMEOUT": "inf"}, "NEWSDEDUP_FETCH_TIMEOUT"),
+        ({"NEWSDEDUP_RETRIES": "-1"}, "NEWSDEDUP_RETRIES"),
     ],
 )
 def test_policy_from_env_errors(env: dict[str, str], match: str) -> None:
@@ -788,3 +803,157 @@ def test_policy_validation() -> None:
         FetchPolicy(total_timeout=0)
     with pytest.raises(ValueError, match="not one string"):
         FetchPolicy(allow_networks="127.0.0.0/8")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ process-wide limits, host health, options
+
+
+def _in_flight_counter(delay: float) -> tuple[object, list[int]]:
+    """A handler that records how many requests it serves at once."""
+    lock = threading.Lock()
+    state = {"now": 0}
+    peaks: list[int] = []
+
+    def handler(h: RequestHandler) -> None:
+        with lock:
+            state["now"] += 1
+            peaks.append(state["now"])
+        time.sleep(delay)
+        with lock:
+            state["now"] -= 1
+        h.reply(200, HTML)
+
+    return handler, peaks
+
+
+def test_global_connection_limit_across_fetchers(http_server: LocalHTTPServer) -> None:
+    handler, peaks = _in_flight_counter(0.2)
+    http_server.route("/slow", handler)
+    fetchers = [Fetcher(policy(max_connections=2, respect_robots=False)) for _ in range(3)]
+    results: list[FetchResult] = []
+    threads = [
+        threading.Thread(target=lambda f=f: results.append(f.get(http_server.url("/slow"))))
+        for f in fetchers
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for f in fetchers:
+        f.close()
+    assert len(results) == 6 and all(r.ok for r in results)
+    assert max(peaks) == 2  # six requests, three Fetchers, one process: never more than two at once
+
+
+def test_per_host_delay_does_not_serialise_other_hosts() -> None:
+    servers = [LocalHTTPServer(host=f"127.0.0.{i}").start() for i in (2, 3, 4)]
+    try:
+        for server in servers:
+            server.route("/page", static(HTML))
+        with Fetcher(policy(min_host_delay=0.3, respect_robots=False)) as fetcher:
+            started = time.monotonic()
+            threads = [
+                threading.Thread(target=lambda s=s: [fetcher.get(s.url("/page")) for _ in range(3)])
+                for s in servers
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = time.monotonic() - started
+        assert all(s.hits("/page") == 3 for s in servers)
+        # Per host: two gaps of 0.3 s. Serialised across hosts it would be 8 gaps (2.4 s).
+        assert 0.6 - EPS <= elapsed < 1.2
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_source_rate_limit_raises_the_host_gap(http_server: LocalHTTPServer) -> None:
+    http_server.route("/page", static(HTML))
+    with Fetcher(policy(respect_robots=False)) as fetcher:
+        for _ in range(2):
+            assert fetcher.get(http_server.url("/page"), host_delay=0.4).ok
+    first, second = http_server.requests_for("/page")
+    assert second.at - first.at >= 0.4 - EPS
+
+
+def test_long_retry_after_leaves_the_host_alone(http_server: LocalHTTPServer) -> None:
+    http_server.route("/busy", static("slow down", status=503, headers={"Retry-After": "3600"}))
+    http_server.route("/other", static(HTML))
+    with Fetcher(policy(respect_robots=False)) as fetcher:
+        first = fetcher.get(http_server.url("/busy"))
+        second = fetcher.get(http_server.url("/other"))
+    assert (first.outcome, first.status, first.attempts) == ("http_error", 503, 1)
+    assert (second.outcome, second.error_class) == ("deferred", "HostBackoff")
+    assert "retry after 3600 s" in (second.error_message or "")
+    assert http_server.hits("/other") == 0
+
+
+def test_short_retry_after_delays_the_next_request(http_server: LocalHTTPServer) -> None:
+    http_server.route("/busy", static("slow down", status=429, headers={"Retry-After": "0.5"}))
+    http_server.route("/other", static(HTML))
+    with Fetcher(policy(respect_robots=False, retries=0)) as fetcher:
+        assert fetcher.get(http_server.url("/busy")).status == 429
+        assert fetcher.get(http_server.url("/other")).ok
+    (busy,), (other,) = http_server.requests_for("/busy"), http_server.requests_for("/other")
+    assert other.at - busy.at >= 0.5 - EPS
+
+
+def test_host_that_keeps_failing_is_left_alone(http_server: LocalHTTPServer) -> None:
+    http_server.route("/reset", reset_connection())
+    with Fetcher(policy(respect_robots=False, retries=0, max_host_failures=3)) as fetcher:
+        results = [fetcher.get(http_server.url("/reset")) for _ in range(5)]
+    assert [r.outcome for r in results] == ["connection_error"] * 3 + ["deferred"] * 2
+    assert "3 timeouts or connection errors in a row" in (results[3].error_message or "")
+    assert http_server.hits("/reset") == 3
+
+
+def test_attempts_are_counted_in_the_message(http_server: LocalHTTPServer) -> None:
+    http_server.route("/err", static("boom", status=500))
+    result = fetch(http_server, "/err", retries=2, respect_robots=False)
+    assert result.attempts == 3
+    assert result.error_message == "HTTP 500 Internal Server Error (after 3 attempts)"
+
+
+def test_accept_types_refuses_other_types_without_reading(http_server: LocalHTTPServer) -> None:
+    http_server.route("/data.json", static(b'{"a": 1}', content_type="application/json"))
+    http_server.route("/page", static(HTML))
+    with Fetcher(policy(respect_robots=False)) as fetcher:
+        json_result = fetcher.get(http_server.url("/data.json"), accept_types={"text/html"})
+        html_result = fetcher.get(http_server.url("/page"), accept_types={"text/html"})
+    assert (json_result.outcome, json_result.error_class) == ("unsupported_content_type", "UnsupportedContentType")
+    assert "expected text/html" in (json_result.error_message or "")
+    assert json_result.nbytes == 0 and json_result.body is None
+    assert html_result.ok
+
+
+@pytest.mark.parametrize("ctype", ["application/x-gzip", "application/gzip", "application/octet-stream"])
+def test_gzip_file_is_unpacked_when_asked(http_server: LocalHTTPServer, ctype: str) -> None:
+    xml = b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"></urlset>'
+    http_server.route("/sitemap.xml.gz", static(gzip.compress(xml), content_type=ctype))
+    with Fetcher(policy(respect_robots=False)) as fetcher:
+        plain = fetcher.get(http_server.url("/sitemap.xml.gz"))
+        unpacked = fetcher.get(http_server.url("/sitemap.xml.gz"), gunzip=True)
+    assert plain.outcome == "unsupported_content_type"
+    assert unpacked.ok and unpacked.text == xml.decode() and unpacked.content_type == "application/xml"
+
+
+def test_gzip_file_bomb_is_refused(http_server: LocalHTTPServer) -> None:
+    bomb = gzip.compress(b"\0" * 5_000_000)
+    http_server.route("/sitemap.xml.gz", static(bomb, content_type="application/x-gzip"))
+    with Fetcher(policy(respect_robots=False, max_decompressed_bytes=1_000_000)) as fetcher:
+        result = fetcher.get(http_server.url("/sitemap.xml.gz"), gunzip=True)
+    assert (result.outcome, result.error_class) == ("too_large", "DecompressedTooLarge")
+
+
+def test_robots_fetch_is_reported_once(http_server: LocalHTTPServer) -> None:
+    http_server.route("/robots.txt", static("User-agent: *\nAllow: /\n", content_type="text/plain"))
+    http_server.route("/page", static(HTML))
+    with Fetcher(policy()) as fetcher:
+        first = fetcher.get(http_server.url("/page"))
+        second = fetcher.get(http_server.url("/page"))
+    assert [r.url for r in first.robots] == [http_server.url("/robots.txt")]
+    assert first.robots[0].ok and first.robots[0].status == 200
+    assert second.robots == []

@@ -1,10 +1,24 @@
-"""The sources file and feed/sitemap parsing."""
+"""The sources file, feed and sitemap parsing, and discovery against a local server."""
 
+import gzip
+import json
 from pathlib import Path
 
 import pytest
 from newsdedup.config import ConfigError
-from newsdedup.sources import detect_kind, load_sources, parse_feed
+from newsdedup.fetch import Fetcher, FetchPolicy
+from newsdedup.sources import (
+    DEFAULT_MAX_ARTICLES,
+    FeedError,
+    Source,
+    detect_kind,
+    discover,
+    load_sources,
+    parse_feed,
+    parse_json_feed,
+)
+
+from tests.httpfixtures import LocalHTTPServer, http_server_fixture, static  # noqa: F401
 
 RSS = """<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>Kıyı</title>
@@ -40,6 +54,26 @@ def test_load_valid_sources(tmp_path: Path) -> None:
     kiyi, ledger = load_sources(path)
     assert (kiyi.name, kiyi.kind, kiyi.language) == ("kiyi", "rss", "tr")
     assert (ledger.kind, ledger.enabled) == ("auto", True)
+    assert (ledger.rate_limit, ledger.max_articles, ledger.article_limit) == (None, None, DEFAULT_MAX_ARTICLES)
+
+
+def test_load_every_option(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """sources:
+  - name: wire
+    url: https://wire.example.com/feed.json
+    kind: jsonfeed
+    language: EN
+    enabled: false
+    rate_limit: 2.5
+    max_articles: 40
+  - {name: maps, url: "https://maps.example.com/news-sitemap.xml.gz", kind: sitemap, rate_limit: 0}
+""",
+    )
+    wire, maps = load_sources(path)
+    assert wire == Source("wire", "https://wire.example.com/feed.json", "jsonfeed", "en", False, 2.5, 40)
+    assert (maps.kind, maps.rate_limit, maps.article_limit) == ("sitemap", 0.0, DEFAULT_MAX_ARTICLES)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +90,20 @@ def test_load_valid_sources(tmp_path: Path) -> None:
             "duplicate source names ['a']",
         ),
         ("sources:\n  - {name: a, url: 'https://a.example/x', enabled: 'yes'}", "field 'enabled'"),
+        ("sources:\n  - {name: a, url: 'https://a.example/x', language: turkish}", "field 'language' is 'turkish'"),
+        ("sources:\n  - {name: a, url: 'https://a.example/x', rate_limit: -1}", "field 'rate_limit' is -1"),
+        ("sources:\n  - {name: a, url: 'https://a.example/x', rate_limit: soon}", "field 'rate_limit' is 'soon'"),
+        ("sources:\n  - {name: a, url: 'https://a.example/x', rate_limit: true}", "field 'rate_limit' is True"),
+        ("sources:\n  - {name: a, url: 'https://a.example/x', rate_limit: .nan}", "field 'rate_limit'"),
+        ("sources:\n  - {name: a, url: 'https://a.example/x', max_articles: 0}", "field 'max_articles' is 0"),
+        ("sources:\n  - {name: a, url: 'https://a.example/x', max_articles: 2.5}", "field 'max_articles' is 2.5"),
+        ("sources:\n  - {name: a, url: 'https://u:p@a.example/x'}", "must not contain credentials"),
+        (
+            "sources:\n  - {name: a, url: 'https://a.example/x', kind: json}",
+            "expected one of ['rss', 'atom', 'jsonfeed'",
+        ),
+        ("sources:\n  - [a, b]", "source #1: expected a mapping"),
+        ("sources: {a: 1}", "top-level key 'sources:'"),
     ],
 )
 def test_invalid_sources_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
@@ -89,3 +137,281 @@ def test_detect_kind() -> None:
     assert detect_kind(ATOM) == "atom"
     assert detect_kind(RSS) == "rss"
     assert detect_kind('<?xml version="1.0"?><urlset xmlns="x"></urlset>') == "sitemap"
+
+
+def test_errors_name_the_source_and_the_field(tmp_path: Path) -> None:
+    text = (
+        "sources:\n  - {name: a, url: 'https://a.example/x'}\n"
+        "  - {name: b, url: 'https://b.example/', max_articles: -3}"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_sources(write(tmp_path, text))
+    message = str(info.value)
+    assert "source #2 ('b')" in message and "field 'max_articles' is -3" in message and "from 1 to" in message
+
+
+# ------------------------------------------------------------------ feeds
+
+RSS091 = """<?xml version="1.0"?>
+<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN"
+  "http://my.netscape.com/publish/formats/rss-0.91.dtd">
+<rss version="0.91"><channel><title>Old</title><link>https://old.example.com/</link>
+<item><title>One</title><link>https://old.example.com/one.html</link></item></channel></rss>"""
+
+RSS10 = """<?xml version="1.0"?>
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/"
+  xmlns:dc="http://purl.org/dc/elements/1.1/">
+<channel rdf:about="https://rdf.example.com/"><title>RDF</title></channel>
+<item rdf:about="https://rdf.example.com/a.html"><title>A</title><link>https://rdf.example.com/a.html</link>
+<dc:date>2026-03-14T08:00:00Z</dc:date></item></rdf:RDF>"""
+
+ENTITY_BOMB = """<?xml version="1.0"?>
+<!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>
+<rss version="2.0"><channel><title>&c;</title><item><link>https://x.example/1</link></item></channel></rss>"""
+
+XXE = """<?xml version="1.0"?>
+<!DOCTYPE rss [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<rss version="2.0"><channel><title>x</title><item><title>&secret;</title><link>https://x.example/1</link>
+</item></channel></rss>"""
+
+
+def test_old_and_rdf_rss_versions() -> None:
+    assert [e.url for e in parse_feed(RSS091, "https://old.example.com/rss")] == ["https://old.example.com/one.html"]
+    (entry,) = parse_feed(RSS10, "https://rdf.example.com/rss")
+    assert entry.url == "https://rdf.example.com/a.html" and entry.published_at is not None
+
+
+@pytest.mark.parametrize("text", [ENTITY_BOMB, XXE, ENTITY_BOMB.replace("<rss", "garbage <rss")])
+def test_xml_entities_are_refused(text: str) -> None:
+    with pytest.raises(FeedError) as info:
+        parse_feed(text, "https://x.example/rss")
+    assert info.value.error_class in ("EntitiesForbidden", "ExternalReferenceForbidden")
+    assert "refused" in info.value.message
+
+
+@pytest.mark.parametrize("body", ["/etc/passwd", "file:///etc/passwd", "http://10.0.0.1/feed.xml"])
+def test_a_body_is_never_opened_as_a_path_or_url(body: str) -> None:
+    # feedparser.parse() opens a str or bytes argument as a URL or a local file: we never pass one.
+    with pytest.raises(FeedError, match="not an RSS or Atom feed"):
+        parse_feed(body, "https://x.example/rss")
+
+
+def test_html_page_is_not_a_feed() -> None:
+    assert detect_kind("<!DOCTYPE html><html><body>login</body></html>") == "html"
+    with pytest.raises(FeedError, match="not an RSS or Atom feed"):
+        parse_feed("<html><body><p>login</p></body></html>", "https://x.example/rss")
+
+
+def test_future_and_ancient_dates_are_dropped() -> None:
+    feed = """<rss version="2.0"><channel><title>t</title>
+<item><link>https://x.example/1</link><pubDate>Sat, 14 Mar 2999 08:00:00 GMT</pubDate></item>
+<item><link>https://x.example/2</link><pubDate>Mon, 01 Jan 1900 00:00:00 GMT</pubDate></item>
+<item><link>https://x.example/3</link><pubDate>31 Foo 2026 99:99</pubDate></item></channel></rss>"""
+    assert [e.published_at for e in parse_feed(feed, "https://x.example/rss")] == [None, None, None]
+
+
+def test_json_feed() -> None:
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "Wire",
+        "items": [
+            {
+                "id": "1",
+                "url": "/2026/a.html?utm_source=json",
+                "title": " A \n story ",
+                "date_published": "2026-03-14T08:00:00+03:00",
+            },
+            {"id": "2", "url": "https://wire.example.com/2026/a.html"},
+            {"id": "3", "external_url": "https://other.example.org/b.html", "date_modified": "2026-03-15T10:00:00Z"},
+            {"id": "4", "url": "javascript:alert(1)"},
+            {"id": "5", "url": 42},
+            "junk",
+        ],
+    }
+    entries = parse_json_feed(json.dumps(feed), "https://wire.example.com/feed.json")
+    assert [e.url for e in entries] == ["https://wire.example.com/2026/a.html", "https://other.example.org/b.html"]
+    assert entries[0].title == "A story" and entries[0].published_at.hour == 5
+    assert entries[1].updated_at is not None and entries[1].published_at == entries[1].updated_at
+    assert detect_kind(json.dumps(feed)) == "jsonfeed"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
+        ('{"version": "1", "items": []}', "not a JSON Feed"),
+        ('{"version": "https://jsonfeed.org/version/1.1", "items": {}}', "without an 'items' list"),
+    ],
+)
+def test_bad_json_feeds(text: str, message: str) -> None:
+    with pytest.raises(FeedError, match=message):
+        parse_json_feed(text, "https://x.example/feed.json")
+
+
+# ------------------------------------------------------------------ discovery against a local server
+
+SITEMAP_NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+NEWS_NS = 'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"'
+
+
+def fetcher() -> Fetcher:
+    return Fetcher(FetchPolicy(allow_networks=("127.0.0.0/8",), min_host_delay=0, respect_robots=False))
+
+
+def test_sitemap_index_with_gzip_and_news_children(http_server: LocalHTTPServer) -> None:
+    index = (
+        f'<?xml version="1.0"?><sitemapindex {SITEMAP_NS}>'
+        f"<sitemap><loc>{http_server.url('/index.xml')}</loc></sitemap>"
+        "<sitemap><loc>/news.xml.gz</loc></sitemap>"
+        f"<sitemap><loc>{http_server.url('/plain.xml')}</loc></sitemap></sitemapindex>"
+    )
+    news = (
+        f'<?xml version="1.0"?><urlset {SITEMAP_NS} {NEWS_NS}><url><loc>{http_server.url("/a.html")}</loc>'
+        "<news:news><news:publication><news:name>X</news:name><news:language>tr</news:language></news:publication>"
+        "<news:publication_date>2026-03-14T08:00:00+03:00</news:publication_date><news:title>Haber</news:title>"
+        "</news:news></url></urlset>"
+    )
+    plain = (
+        f'<?xml version="1.0"?><urlset {SITEMAP_NS}><url><loc>{http_server.url("/b.html")}</loc>'
+        "<lastmod>2026-03-15</lastmod></url><url><loc>/a.html</loc></url></urlset>"
+    )
+    http_server.route("/index.xml", static(index, headers={"ETag": '"i1"'}, content_type="application/xml"))
+    http_server.route(
+        "/news.xml.gz",
+        static(gzip.compress(news.encode()), headers={"ETag": '"n1"'}, content_type="application/x-gzip"),
+    )
+    http_server.route("/plain.xml", static(plain, headers={"Last-Modified": "Sat, 14 Mar 2026 08:00:00 GMT"}))
+    source = Source("maps", http_server.url("/index.xml"), "auto")
+    with fetcher() as f:
+        found = discover(source, f)
+    assert found.error is None and not found.incomplete
+    a, b = found.entries
+    assert (a.url, a.title, a.published_at.hour) == (http_server.url("/a.html"), "Haber", 5)
+    assert b.url == http_server.url("/b.html") and b.updated_at is not None
+    assert http_server.hits("/index.xml") == 1  # the index lists itself: read once
+    assert found.children == {
+        http_server.url("/news.xml.gz"): ['"n1"', None],
+        http_server.url("/plain.xml"): [None, "Sat, 14 Mar 2026 08:00:00 GMT"],
+    }
+
+
+def test_sitemap_children_are_fetched_conditionally(http_server: LocalHTTPServer) -> None:
+    index = f"<sitemapindex {SITEMAP_NS}><sitemap><loc>/child.xml</loc></sitemap></sitemapindex>"
+    child = f"<urlset {SITEMAP_NS}><url><loc>/a.html</loc></url></urlset>"
+
+    def child_handler(h) -> None:
+        if h.headers.get("If-None-Match") == '"c1"':
+            h.reply(304, content_type=None, headers={"ETag": '"c1"'})
+        else:
+            h.reply(200, child, headers={"ETag": '"c1"'}, content_type="application/xml")
+
+    http_server.route("/index.xml", static(index, content_type="application/xml"))
+    http_server.route("/child.xml", child_handler)
+    source = Source("maps", http_server.url("/index.xml"), "sitemap")
+    with fetcher() as f:
+        first = discover(source, f)
+        second = discover(source, f, children=first.children)
+    assert [e.url for e in first.entries] == [http_server.url("/a.html")]
+    assert second.entries == [] and second.error is None
+    assert [r.outcome for r in second.fetches] == ["ok", "not_modified"]
+    assert second.children == first.children
+
+
+def test_broken_child_sitemap_marks_discovery_incomplete(http_server: LocalHTTPServer) -> None:
+    index = (
+        f"<sitemapindex {SITEMAP_NS}><sitemap><loc>/bad.xml</loc></sitemap>"
+        "<sitemap><loc>/gone.xml</loc></sitemap><sitemap><loc>/good.xml</loc></sitemap></sitemapindex>"
+    )
+    http_server.route("/index.xml", static(index, content_type="application/xml"))
+    http_server.route("/bad.xml", static("<urlset><url>", content_type="application/xml"))
+    http_server.route("/good.xml", static(f"<urlset {SITEMAP_NS}><url><loc>/a.html</loc></url></urlset>"))
+    with fetcher() as f:
+        found = discover(Source("maps", http_server.url("/index.xml"), "sitemap"), f)
+    assert found.error is None and found.incomplete
+    assert [e.url for e in found.entries] == [http_server.url("/a.html")]
+    outcomes = {r.url.rsplit("/", 1)[1]: (r.outcome, r.error_class) for r in found.fetches}
+    assert outcomes["bad.xml"] == ("parse_error", "SitemapParseError")
+    assert outcomes["gone.xml"] == ("http_error", "HTTPError")
+
+
+def test_feed_that_is_an_html_page_is_a_parse_error(http_server: LocalHTTPServer) -> None:
+    http_server.route("/rss", static("<!doctype html><html><body>Please log in</body></html>"))
+    with fetcher() as f:
+        found = discover(Source("x", http_server.url("/rss")), f)
+    assert found.error is not None and found.error.startswith("NotAFeed: expected an RSS/Atom/JSON feed")
+    assert (found.fetches[0].outcome, found.fetches[0].error_class) == ("parse_error", "NotAFeed")
+
+
+# ------------------------------------------------------------------ sources in PostgreSQL
+
+
+@pytest.mark.integration
+def test_source_options_round_trip(db_url: str) -> None:
+    from newsdedup import store
+
+    wire = Source("wire", "https://wire.example.com/feed.json", "jsonfeed", "en", True, 2.5, 40)
+    with store.connect(db_url) as conn:
+        store.sync_sources(conn, [wire])
+        stored = store.get_source(conn, "wire")
+        assert stored.source == wire and stored.child_validators == {}
+        store.save_source_state(conn, stored.source_id, '"e"', "lm", {"https://wire.example.com/a.xml": ['"c"', None]})
+        stored = store.get_source(conn, "wire")
+        assert (stored.etag, stored.last_modified) == ('"e"', "lm")
+        assert stored.child_validators == {"https://wire.example.com/a.xml": ['"c"', None]}
+        # Same URL: validators stay. New URL: they are forgotten.
+        store.sync_sources(conn, [wire])
+        assert store.get_source(conn, "wire").etag == '"e"'
+        moved = Source("wire", "https://wire.example.com/v2/feed.json", "jsonfeed")
+        store.sync_sources(conn, [moved])
+        stored = store.get_source(conn, "wire")
+        assert (stored.etag, stored.child_validators, stored.source.rate_limit) == (None, {}, None)
+        store.sync_sources(conn, [])
+        assert store.enabled_sources(conn) == []
+        with pytest.raises(ConfigError, match="not configured or not enabled"):
+            store.get_source(conn, "wire")
+
+
+@pytest.mark.integration
+def test_migration_003_is_idempotent(db_url: str) -> None:
+    from newsdedup import store
+
+    sql = (store.SQL_DIR / "003_sources_options.sql").read_text()
+    with store.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        cur.execute(sql)
+        cur.execute("INSERT INTO sources (name, url, kind) VALUES ('j', 'https://j.example/f.json', 'jsonfeed')")
+        with pytest.raises(Exception, match="sources_kind_check"):
+            cur.execute("INSERT INTO sources (name, url, kind) VALUES ('p', 'https://p.example/', 'podcast')")
+
+
+@pytest.mark.integration
+def test_known_urls_match_www_and_scheme_variants(db_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from newsdedup import store
+
+    with store.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO articles (url, canonical_url, title, text, content_hash, fetched_at) VALUES "
+            "('https://www.example.com/a', 'https://www.example.com/a', 't', 'x', 'h1', %s), "
+            "('http://example.com/feed-b', 'https://example.com/b', 't', 'x', 'h2', %s)",
+            (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)),
+        )
+        known = store.known_urls(
+            conn,
+            [
+                "https://example.com/a",
+                "http://www.example.com/a",
+                "https://www.example.com/feed-b",
+                "http://www.example.com/b",
+                "https://example.com/c",
+            ],
+        )
+    assert known == {
+        "https://example.com/a": datetime(2026, 3, 1, tzinfo=UTC),
+        "http://www.example.com/a": datetime(2026, 3, 1, tzinfo=UTC),
+        "https://www.example.com/feed-b": datetime(2026, 3, 2, tzinfo=UTC),
+        "http://www.example.com/b": datetime(2026, 3, 2, tzinfo=UTC),
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import logging
+import math
 import os
 import re
 import socket
@@ -12,8 +13,8 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -65,6 +66,8 @@ OUTCOMES = frozenset(
         "redirect_error",
         "unsupported_content_type",
         "invalid_url",
+        "deferred",  # not sent: the host asked us to back off, or keeps failing (see HostHealth)
+        "parse_error",  # fetched, but not a usable feed or sitemap (set by newsdedup.sources)
     }
 )
 
@@ -83,12 +86,17 @@ TEXTUAL_TYPES = frozenset(
     }
 )
 
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# Bodies that are a gzip file rather than gzip transfer coding: sitemaps published as .xml.gz.
+GZIP_TYPES = frozenset({"application/gzip", "application/x-gzip", "application/gzip-compressed"})
+
 ACCEPT_ENCODING = "gzip, deflate, br" if brotli is not None else "gzip, deflate"
 DEFAULT_ACCEPT = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,application/rss+xml;q=0.9,"
     "application/atom+xml;q=0.9,application/json;q=0.8,text/plain;q=0.7,*/*;q=0.5"
 )
 MAX_RETRY_AFTER = 10.0  # longer waits are the scheduler's job, not a blocked worker's
+MAX_HOST_BACKOFF = 3600.0  # a longer Retry-After leaves the host alone this long at most
 MAX_URL_LENGTH = 16 * 1024
 READ_CHUNK = 64 * 1024
 SNIFF_BYTES = 4096
@@ -116,6 +124,9 @@ class FetchResult:
     elapsed_ms: int = 0
     error_class: str | None = None
     error_message: str | None = None
+    attempts: int = 1
+    # robots.txt fetches this request caused (at most one per origin and cache period), for crawl_log.
+    robots: list[FetchResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -123,11 +134,24 @@ class FetchResult:
         return self.outcome == "ok"
 
 
+DEFAULT_USER_AGENT = "newsdedup/0.1 (+https://github.com/newsdedup/newsdedup)"
+_CONTACT = re.compile(r"https?://\S+|\S+@\S+\.\S+")
+# Environment variable -> (FetchPolicy field, type, smallest allowed value).
+ENV_SETTINGS: dict[str, tuple[str, type, float]] = {
+    "NEWSDEDUP_MIN_HOST_DELAY": ("min_host_delay", float, 0.0),
+    "NEWSDEDUP_FETCH_TIMEOUT": ("total_timeout", float, 0.001),
+    "NEWSDEDUP_MAX_PAGE_BYTES": ("max_bytes", int, 1),
+    "NEWSDEDUP_MAX_CONNECTIONS": ("max_connections", int, 1),
+    "NEWSDEDUP_RETRIES": ("retries", int, 0),
+    "NEWSDEDUP_ROBOTS_TTL": ("robots_ttl", float, 0.0),
+}
+
+
 @dataclass
 class FetchPolicy:
     """Limits, politeness and safety settings for a Fetcher."""
 
-    user_agent: str = "newsdedup/0.1 (+https://github.com/newsdedup/newsdedup)"
+    user_agent: str = DEFAULT_USER_AGENT
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     total_timeout: float = 30.0
@@ -140,6 +164,9 @@ class FetchPolicy:
     allow_networks: tuple[str, ...] = ()
     retries: int = 2
     retry_backoff: float = 0.5  # first back-off in seconds; doubles per retry, plus jitter
+    max_connections: int = 8  # requests in flight at once in this process, all Fetchers together
+    max_host_failures: int = 5  # consecutive timeouts/connection errors before a host is left alone
+    host_cooldown: float = 600.0  # seconds a failing host is left alone
 
     def __post_init__(self) -> None:
         """Validate the numbers and the allow list early, with messages that name the field."""
@@ -150,19 +177,21 @@ class FetchPolicy:
         for name in ("connect_timeout", "read_timeout", "total_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("min_host_delay", "robots_ttl", "retry_backoff"):
+        for name in ("min_host_delay", "robots_ttl", "retry_backoff", "host_cooldown"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("max_bytes", "max_decompressed_bytes"):
+        for name in ("max_bytes", "max_decompressed_bytes", "max_connections", "max_host_failures"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("max_redirects", "retries"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.user_agent.strip() or any(ord(ch) < 0x20 for ch in self.user_agent):
+            raise ValueError("user_agent must be a non-empty single line")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FetchPolicy:
-        """Build a policy from NEWSDEDUP_ALLOW_NETWORKS, NEWSDEDUP_USER_AGENT, NEWSDEDUP_MIN_HOST_DELAY."""
+        """Build a policy from the NEWSDEDUP_* fetch variables (see ENV_SETTINGS and the README)."""
         env = os.environ if environ is None else environ
         kwargs: dict[str, Any] = {}
         networks = env.get("NEWSDEDUP_ALLOW_NETWORKS", "").strip()
@@ -175,17 +204,30 @@ class FetchPolicy:
             kwargs["allow_networks"] = entries
         user_agent = env.get("NEWSDEDUP_USER_AGENT", "").strip()
         if user_agent:
-            kwargs["user_agent"] = user_agent
-        delay = env.get("NEWSDEDUP_MIN_HOST_DELAY", "").strip()
-        if delay:
-            try:
-                kwargs["min_host_delay"] = float(delay)
-            except ValueError:
+            if not _CONTACT.search(user_agent):
                 raise ValueError(
-                    f"NEWSDEDUP_MIN_HOST_DELAY: expected seconds as a number, got {delay!r}"
-                ) from None
-            if not kwargs["min_host_delay"] >= 0:
-                raise ValueError(f"NEWSDEDUP_MIN_HOST_DELAY: must be >= 0, got {delay!r}")
+                    f"NEWSDEDUP_USER_AGENT={user_agent!r}: an honest user agent names the crawler and how to "
+                    "reach its operator, e.g. 'newsdedup/0.1 (+https://example.org/crawler; ops@example.org)'"
+                )
+            kwargs["user_agent"] = user_agent
+        for var, (name, kind, low) in ENV_SETTINGS.items():
+            raw = env.get(var, "").strip()
+            if not raw:
+                continue
+            try:
+                value = kind(raw)
+            except ValueError:
+                noun = "a whole number" if kind is int else "seconds as a number"
+                raise ValueError(f"{var}: expected {noun}, got {raw!r}") from None
+            if not (value >= low and math.isfinite(value)):
+                raise ValueError(f"{var}: must be >= {low}, got {raw!r}")
+            kwargs[name] = value
+        if "total_timeout" in kwargs:
+            # One knob for operators: no phase of a request may outlast the whole request.
+            kwargs["connect_timeout"] = min(cls.connect_timeout, kwargs["total_timeout"])
+            kwargs["read_timeout"] = min(cls.read_timeout, kwargs["total_timeout"])
+        if "max_bytes" in kwargs:
+            kwargs["max_decompressed_bytes"] = 2 * kwargs["max_bytes"]
         return cls(**kwargs)
 
 
@@ -237,6 +279,12 @@ class HostThrottle:
         with slot.lock:
             return max(self.min_delay, slot.delay)
 
+    def defer(self, host: str, seconds: float) -> None:
+        """Make the next request to host wait at least `seconds` from now (Retry-After)."""
+        slot = self._slot(host)
+        with slot.lock:
+            slot.next_at = max(slot.next_at, self._clock() + seconds)
+
     def wait(self, host: str) -> float:
         """Block until host may be contacted again; return the seconds slept."""
         slot = self._slot(host)
@@ -249,6 +297,58 @@ class HostThrottle:
         if pause > 0:
             self._sleep(pause)
         return max(pause, 0.0)
+
+
+class HostHealth:
+    """Hosts to leave alone for a while: they asked for a long back-off, or keep failing."""
+
+    def __init__(self, max_failures: int, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_failures = max_failures
+        self.cooldown = cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, int] = {}
+        self._closed: dict[str, tuple[float, str]] = {}
+
+    def closed(self, host: str) -> str | None:
+        """Why host must not be contacted now, or None."""
+        with self._lock:
+            until, reason = self._closed.get(host, (0.0, ""))
+            if until <= self._clock():
+                return None
+            return f"{reason}; not contacted for another {until - self._clock():.0f} s"
+
+    def close(self, host: str, seconds: float, reason: str) -> None:
+        """Leave host alone for `seconds`."""
+        with self._lock:
+            self._closed[host] = (self._clock() + seconds, reason)
+
+    def record(self, host: str, result: FetchResult) -> None:
+        """Count consecutive transport failures of host; a response of any kind resets the count."""
+        with self._lock:
+            if result.status is not None:
+                self._failures[host] = 0
+                return
+            if result.outcome not in ("timeout", "connection_error"):
+                return
+            failures = self._failures[host] = self._failures.get(host, 0) + 1
+            if failures >= self.max_failures:
+                self._failures[host] = 0
+                reason = f"{failures} timeouts or connection errors in a row (last: {result.error_class})"
+                self._closed[host] = (self._clock() + self.cooldown, reason)
+
+
+_SLOTS_LOCK = threading.Lock()
+_SLOTS: dict[int, threading.BoundedSemaphore] = {}
+
+
+def connection_slots(limit: int) -> threading.BoundedSemaphore:
+    """The process-wide semaphore shared by every Fetcher whose policy allows `limit` connections."""
+    with _SLOTS_LOCK:
+        slots = _SLOTS.get(limit)
+        if slots is None:
+            slots = _SLOTS[limit] = threading.BoundedSemaphore(limit)
+        return slots
 
 
 # --------------------------------------------------------------------------- guarded transport
@@ -690,8 +790,25 @@ class _Deadline:
 # --------------------------------------------------------------------------- the fetcher
 
 
+@dataclass
+class _Call:
+    """Options of one get() that every hop and attempt of it shares."""
+
+    headers: dict[str, str]
+    for_robots: bool = False
+    accept_types: frozenset[str] | None = None  # None: any textual type
+    gunzip: bool = False  # accept a gzip file body (sitemap.xml.gz) and unpack it
+    host_delay: float | None = None
+    robots: list[FetchResult] = field(default_factory=list)
+
+
 class Fetcher:
-    """Fetch URLs safely (address guard, size/time caps), politely (robots, delays), never raising."""
+    """Fetch URLs safely (address guard, size/time caps), politely (robots, delays), never raising.
+
+    One Fetcher is shared by threads. Requests to one host are spaced by the per-host delay
+    (HostThrottle: a lock per host, so different hosts never wait on each other); requests in
+    flight across the whole process are capped by a semaphore (`max_connections`).
+    """
 
     def __init__(self, policy: FetchPolicy | None = None) -> None:
         self.policy = policy or FetchPolicy()
@@ -699,7 +816,7 @@ class Fetcher:
         self._session = requests.Session()
         # No proxies, .netrc or env CA overrides: the guard must see the real destination.
         self._session.trust_env = False
-        adapter = _GuardedAdapter(self._networks)
+        adapter = _GuardedAdapter(self._networks, pool_maxsize=max(10, self.policy.max_connections))
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.clear()
@@ -711,6 +828,8 @@ class Fetcher:
             }
         )
         self.throttle = HostThrottle(self.policy.min_host_delay)
+        self.health = HostHealth(self.policy.max_host_failures, self.policy.host_cooldown)
+        self.slots = connection_slots(self.policy.max_connections)
         self.robots = RobotsCache(self._fetch_robots_txt, self.policy.user_agent, self.policy.robots_ttl)
         self._sleep: Callable[[float], None] = time.sleep
 
@@ -731,8 +850,16 @@ class Fetcher:
         etag: str | None = None,
         last_modified: str | None = None,
         accept: str | None = None,
+        accept_types: Collection[str] | None = None,
+        gunzip: bool = False,
+        host_delay: float | None = None,
     ) -> FetchResult:
-        """Fetch url (conditional when etag/last_modified are given); never raises for I/O problems."""
+        """Fetch url (conditional when etag/last_modified are given); never raises for I/O problems.
+
+        accept_types: media types to keep (others are `unsupported_content_type`, body unread);
+        gunzip: also accept a gzip file and return it unpacked; host_delay: raise the gap between
+        requests to the hosts this fetch touches (a source's rate limit).
+        """
         started = time.monotonic()
         headers: dict[str, str] = {}
         if etag:
@@ -741,8 +868,14 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         if accept:
             headers["Accept"] = accept
+        call = _Call(
+            headers,
+            accept_types=frozenset(accept_types) if accept_types is not None else None,
+            gunzip=gunzip,
+            host_delay=host_delay,
+        )
         try:
-            result = self._fetch(url, headers, for_robots=False)
+            result = self._fetch(url, call)
         except Exception as exc:  # get() must not raise: an unexpected bug becomes a result
             logger.exception("unexpected error fetching %r", url)
             result = FetchResult(
@@ -756,14 +889,18 @@ class Fetcher:
             # Servers often omit validators on 304; keep the ones that are still valid.
             result.etag = result.etag or etag
             result.last_modified = result.last_modified or last_modified
+        result.robots = call.robots
         result.elapsed_ms = int((time.monotonic() - started) * 1000)
         return result
 
     def _fetch_robots_txt(self, robots_url: str) -> FetchResult:
         """Fetch robots.txt through the same guarded, throttled client (no robots check)."""
-        return self._fetch(robots_url, {"Accept": "text/plain,*/*;q=0.5"}, for_robots=True)
+        started = time.monotonic()
+        result = self._fetch(robots_url, _Call({"Accept": "text/plain,*/*;q=0.5"}, for_robots=True))
+        result.elapsed_ms = int((time.monotonic() - started) * 1000)
+        return result
 
-    def _fetch(self, url: str, headers: dict[str, str], *, for_robots: bool) -> FetchResult:
+    def _fetch(self, url: str, call: _Call) -> FetchResult:
         """Validate url, then run attempts with tenacity for transient failures."""
         reason = invalid_url_reason(url)
         if reason is not None:
@@ -802,6 +939,13 @@ class Fetcher:
                 state.attempt_number + 1,
             )
 
+        attempts = 0
+
+        def attempt() -> FetchResult:
+            nonlocal attempts
+            attempts += 1
+            return self._attempt(url.strip(), url, call)
+
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.retries + 1),
             wait=wait,
@@ -810,21 +954,40 @@ class Fetcher:
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
             sleep=self._sleep,
         )
-        return retrying(self._attempt, url.strip(), url, headers, for_robots)
+        result: FetchResult = retrying(attempt)
+        result.attempts = max(attempts, 1)
+        if result.attempts > 1 and result.error_message:
+            result.error_message += f" (after {result.attempts} attempts)"
+        self._after(result)
+        return result
 
-    def _attempt(
-        self, start_url: str, original: str, headers: dict[str, str], for_robots: bool
-    ) -> FetchResult:
+    def _after(self, result: FetchResult) -> None:
+        """Learn from a finished fetch: consecutive failures, and Retry-After beyond what we wait for."""
+        if result.outcome == "deferred":
+            return
+        host = _host_key(result.final_url)
+        self.health.record(host, result)
+        if result.retry_after is not None:
+            if result.retry_after > MAX_RETRY_AFTER:
+                self.health.close(
+                    host,
+                    min(result.retry_after, MAX_HOST_BACKOFF),
+                    f"HTTP {result.status} asked to retry after {result.retry_after:.0f} s",
+                )
+            else:
+                self.throttle.defer(host, result.retry_after)
+
+    def _attempt(self, start_url: str, original: str, call: _Call) -> FetchResult:
         """One attempt: follow redirects by hand, re-checking address and robots on every hop."""
         policy = self.policy
         deadline = _Deadline(policy.total_timeout)
         current = start_url
         visited = {_without_fragment(current)}
         for hop in range(policy.max_redirects + 1):
-            refused = self._preflight(original, current, for_robots, deadline)
+            refused = self._preflight(original, current, call, deadline)
             if refused is not None:
                 return refused
-            outcome = self._request(original, current, headers, deadline, for_robots)
+            outcome = self._request(original, current, call, deadline)
             if isinstance(outcome, FetchResult):
                 return outcome
             location = outcome
@@ -850,10 +1013,18 @@ class Fetcher:
             current = next_url
         raise AssertionError("unreachable: the loop always returns")  # pragma: no cover
 
-    def _preflight(
-        self, original: str, url: str, for_robots: bool, deadline: _Deadline
-    ) -> FetchResult | None:
-        """Address guard, robots.txt and politeness delay for one hop."""
+    def _preflight(self, original: str, url: str, call: _Call, deadline: _Deadline) -> FetchResult | None:
+        """Host health, address guard, robots.txt and politeness delay for one hop."""
+        host = _host_key(url)
+        closed = self.health.closed(host)
+        if closed is not None:
+            return FetchResult(
+                url=original,
+                final_url=url,
+                outcome="deferred",
+                error_class="HostBackoff",
+                error_message=f"{host}: {closed}",
+            )
         try:
             check_url(url, self._networks)
         except AddressRefused as exc:
@@ -873,9 +1044,12 @@ class Fetcher:
                 error_message=f"cannot resolve {urlsplit(url).hostname}: {exc}",
             )
         began = time.monotonic()
-        host = _host_key(url)
-        if self.policy.respect_robots and not for_robots:
-            rules = self.robots.rules_for(url)
+        if call.host_delay:
+            self.throttle.set_delay(host, call.host_delay)
+        if self.policy.respect_robots and not call.for_robots:
+            rules, fetched = self.robots.rules_and_fetch(url)
+            if fetched is not None:
+                call.robots.append(fetched)
             if rules.crawl_delay:
                 self.throttle.set_delay(host, rules.crawl_delay)
             if not rules.allowed(url, self.robots.agent):
@@ -890,14 +1064,14 @@ class Fetcher:
         deadline.extend(time.monotonic() - began)
         return None
 
-    def _request(
-        self,
-        original: str,
-        url: str,
-        headers: dict[str, str],
-        deadline: _Deadline,
-        for_robots: bool,
-    ) -> FetchResult | str:
+    def _request(self, original: str, url: str, call: _Call, deadline: _Deadline) -> FetchResult | str:
+        """Send one GET (holding a process-wide connection slot); return the redirect Location or a result."""
+        queued = time.monotonic()
+        with self.slots:
+            deadline.extend(time.monotonic() - queued)
+            return self._send(original, url, call, deadline)
+
+    def _send(self, original: str, url: str, call: _Call, deadline: _Deadline) -> FetchResult | str:
         """Send one GET; return the redirect Location, or the final FetchResult."""
         policy = self.policy
         remaining = deadline.remaining()
@@ -907,6 +1081,7 @@ class Fetcher:
         watchdog = _Watchdog(remaining)
         _local.watchdog = watchdog
         resp: requests.Response | None = None
+        headers = call.headers
         try:
             resp = self._session.get(
                 url,
@@ -931,7 +1106,7 @@ class Fetcher:
                     # http.client decodes headers as latin-1; servers usually mean UTF-8.
                     location = location.encode("latin-1").decode("utf-8")
                 return location.strip()
-            return self._finish(original, url, resp, deadline, watchdog, for_robots, progress)
+            return self._finish(original, url, resp, deadline, watchdog, call, progress)
         except _Abort as exc:
             if watchdog.fired:
                 return _timeout_result(original, url, progress)
@@ -978,12 +1153,13 @@ class Fetcher:
         resp: requests.Response,
         deadline: _Deadline,
         watchdog: _Watchdog,
-        for_robots: bool,
+        call: _Call,
         progress: _Progress,
     ) -> FetchResult:
         """Turn a non-redirect response into a FetchResult, reading the body if it is wanted."""
         status = resp.status_code
         hdrs = resp.headers
+        for_robots = call.for_robots
         media_type, charset = parse_content_type(hdrs.get("Content-Type"))
         common: dict[str, Any] = {
             "url": original,
@@ -1006,8 +1182,9 @@ class Fetcher:
                 error_message=f"HTTP {status} {resp.reason or ''}".strip(),
                 **common,
             )
-        if media_type is not None and not for_robots and not is_textual(media_type):
-            return _unsupported(common, media_type)
+        gzip_file = call.gunzip and _is_gzip_file(media_type, url)
+        if media_type is not None and not for_robots and not gzip_file and not self._wanted(media_type, call):
+            return _unsupported(common, media_type, call.accept_types)
         max_bytes = min(self.policy.max_bytes, MAX_ROBOTS_BYTES) if for_robots else self.policy.max_bytes
         declared = hdrs.get("Content-Length", "").strip()
         if declared.isdigit() and int(declared) > max_bytes:
@@ -1020,17 +1197,44 @@ class Fetcher:
             if e.strip() and e.strip().lower() != "identity"
         ]
         body = self._read_body(resp, encodings, max_bytes, deadline, watchdog, progress)
-        if media_type is None:
+        if call.gunzip and body.startswith(b"\x1f\x8b"):
+            body = self._gunzip(body)
             media_type = sniff_media_type(body)
             common["content_type"] = media_type
-            if not for_robots and not is_textual(media_type):
-                return _unsupported(common, media_type, nbytes=progress.wire)
+            charset = None
+        elif media_type is None:
+            media_type = sniff_media_type(body)
+            common["content_type"] = media_type
+            if not for_robots and not self._wanted(media_type, call):
+                return _unsupported(common, media_type, call.accept_types, nbytes=progress.wire)
+        if gzip_file and not self._wanted(media_type, call):
+            return _unsupported(common, media_type, call.accept_types, nbytes=progress.wire)
         text = encoding = None
         if is_textual(media_type):
             text, encoding = decode_body(body, charset)
         return FetchResult(
             outcome="ok", body=body, text=text, encoding=encoding, nbytes=progress.wire, **common
         )
+
+    @staticmethod
+    def _wanted(media_type: str, call: _Call) -> bool:
+        """True when this call keeps bodies of media_type."""
+        if call.accept_types is not None:
+            return media_type in call.accept_types
+        return is_textual(media_type)
+
+    def _gunzip(self, body: bytes) -> bytes:
+        """Unpack a gzip file body, capped at max_decompressed_bytes."""
+        limit = self.policy.max_decompressed_bytes
+        try:
+            out = _ZlibLayer("gzip").feed(body, limit + 1)
+        except zlib.error as exc:
+            raise _Abort("http_error", "ContentDecodingError", f"cannot unpack gzip file: {exc}") from exc
+        if len(out) > limit:
+            raise _Abort(
+                "too_large", "DecompressedTooLarge", f"unpacked gzip file exceeds max_decompressed_bytes={limit}"
+            )
+        return out
 
     def _read_body(
         self,
@@ -1065,12 +1269,24 @@ class Fetcher:
         return b"".join(parts)
 
 
-def _unsupported(common: dict[str, Any], media_type: str, nbytes: int = 0) -> FetchResult:
+def _is_gzip_file(media_type: str | None, url: str) -> bool:
+    """A gzip file body (not transfer coding): gzip media type, or a .gz URL sent as octet-stream."""
+    if media_type in GZIP_TYPES:
+        return True
+    return media_type in (None, "application/octet-stream") and urlsplit(url).path.endswith(".gz")
+
+
+def _unsupported(
+    common: dict[str, Any], media_type: str, wanted: frozenset[str] | None = None, nbytes: int = 0
+) -> FetchResult:
+    expected = f"; expected {', '.join(sorted(wanted))}" if wanted else ""
     return FetchResult(
         outcome="unsupported_content_type",
         nbytes=nbytes,
         error_class="UnsupportedContentType",
-        error_message=f"content type {media_type!r} is not textual",
+        error_message=f"content type {media_type!r} is not wanted here{expected}"
+        if wanted
+        else f"content type {media_type!r} is not textual",
         **common,
     )
 

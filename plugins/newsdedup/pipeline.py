@@ -13,13 +13,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import psycopg2
+
 from newsdedup import store
 from newsdedup.clean import clean_article
-from newsdedup.config import Settings
+from newsdedup.config import ConfigError, Settings
 from newsdedup.dedup import Doc
 from newsdedup.dedup_store import assign_clusters
 from newsdedup.extract import ExtractionError, extract
-from newsdedup.fetch import Fetcher, FetchPolicy, FetchResult
+from newsdedup.fetch import HTML_TYPES, Fetcher, FetchPolicy, FetchResult
 from newsdedup.sources import FeedEntry, discover, load_sources
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,11 @@ def _record(result: FetchResult, source_id: int, kind: str) -> store.CrawlRecord
     )
 
 
+def _records(result: FetchResult, source_id: int, kind: str) -> list[store.CrawlRecord]:
+    """crawl_log records of one fetch: the robots.txt requests it caused, then the request itself."""
+    return [_record(r, source_id, "robots") for r in result.robots] + [_record(result, source_id, kind)]
+
+
 def sync_sources(settings: Settings) -> dict[str, int]:
     """Load the sources file and write it to the sources table."""
     sources = load_sources(settings.sources_path)
@@ -60,38 +67,85 @@ def begin_run(db_url: str, run_key: str, trigger: str) -> dict:
 
 
 def crawl_source(db_url: str, run_id: int, source_name: str, fetcher: Fetcher | None = None) -> dict:
-    """Discover one source's new article URLs, fetch them and stage the pages in raw_pages."""
+    """Discover one source's new article URLs, fetch them and stage the pages in raw_pages.
+
+    A problem of the source (unreachable or hostile feed, bad pages, even a bug tripped by odd input)
+    never raises: the report says `failed` and why, and every request is in crawl_log. Only a lost
+    database connection raises, so that Airflow retries the task.
+    """
     own_fetcher = fetcher is None
     fetcher = fetcher or Fetcher(FetchPolicy.from_env())
     counts: Counter[str] = Counter()
     report: dict = {"source": source_name, "failed": False, "error": None}
     try:
-        with store.connect(db_url) as conn:
-            stored = store.get_source(conn, source_name)
-        found = discover(stored.source, fetcher, etag=stored.etag, last_modified=stored.last_modified)
-        with store.connect(db_url) as conn:
-            store.log_crawl(conn, run_id, [_record(r, stored.source_id, "feed") for r in found.fetches])
-        if found.error:
-            report.update(failed=True, error=found.error)
-            return report | dict(counts)
-        if found.not_modified:
-            counts["feeds_not_modified"] += 1
-            return report | dict(counts)
-        counts["urls_discovered"] = len(found.entries)
-        with store.connect(db_url) as conn:
-            known = store.known_urls(conn, [e.url for e in found.entries])
-        todo = [e for e in found.entries if _needs_fetch(e, known)]
-        counts["urls_skipped_known"] = len(found.entries) - len(todo)
-        for start in range(0, len(todo), BATCH_SIZE):
-            _fetch_batch(db_url, run_id, stored.source_id, todo[start : start + BATCH_SIZE], fetcher, counts)
-        feed = found.fetches[0]
-        with store.connect(db_url) as conn:
-            store.save_source_state(conn, stored.source_id, feed.etag, feed.last_modified)
+        _crawl(db_url, run_id, source_name, fetcher, counts, report)
+    except Exception as exc:
+        if _is_infrastructure(exc):
+            raise
+        log.exception("source %s: crawl failed", source_name)
+        report.update(failed=True, error=f"{type(exc).__name__}: {exc}"[:1000])
     finally:
         if own_fetcher:
             fetcher.close()
-    log.info("source %s: %s", source_name, dict(counts))
+    log.info("source %s: %s%s", source_name, dict(counts), f" FAILED: {report['error']}" if report["failed"] else "")
     return report | dict(counts)
+
+
+def _crawl(db_url: str, run_id: int, source_name: str, fetcher: Fetcher, counts: Counter, report: dict) -> None:
+    """The body of crawl_source: discovery, known-URL filter, the per-run limit, fetching, validators."""
+    with store.connect(db_url) as conn:
+        stored = store.get_source(conn, source_name)
+    source = stored.source
+    found = discover(
+        source,
+        fetcher,
+        etag=stored.etag,
+        last_modified=stored.last_modified,
+        children=stored.child_validators,
+    )
+    with store.connect(db_url) as conn:
+        store.log_crawl(conn, run_id, [rec for r in found.fetches for rec in _records(r, stored.source_id, "feed")])
+    if found.error:
+        report.update(failed=True, error=found.error)
+        return
+    if found.not_modified:
+        counts["feeds_not_modified"] += 1
+        return
+    counts["urls_discovered"] = len(found.entries)
+    with store.connect(db_url) as conn:
+        known = store.known_urls(conn, [e.url for e in found.entries])
+    todo = [e for e in found.entries if _needs_fetch(e, known)]
+    counts["urls_skipped_known"] = len(found.entries) - len(todo)
+    over = max(len(todo) - source.article_limit, 0)
+    if over:
+        # Newest first; the rest waits for the next run (the validators are not kept, see below).
+        todo = _newest_first(todo)[: source.article_limit]
+        counts["urls_over_limit"] = over
+    complete = not found.incomplete and not over
+    for start in range(0, len(todo), BATCH_SIZE):
+        batch = todo[start : start + BATCH_SIZE]
+        complete &= _fetch_batch(db_url, run_id, stored.source_id, batch, fetcher, counts, source.rate_limit)
+    feed = found.fetches[0]
+    with store.connect(db_url) as conn:
+        if complete:
+            store.save_source_state(conn, stored.source_id, feed.etag, feed.last_modified, found.children)
+        else:
+            # Something is left to fetch: without validators the next run reads the feed again
+            # instead of getting a 304 that would hide the pages still missing.
+            store.save_source_state(conn, stored.source_id, None, None, {})
+
+
+def _is_infrastructure(exc: BaseException) -> bool:
+    """True for errors of the article database itself (worth a task retry), not of a source."""
+    if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+        return True
+    return isinstance(exc, ConfigError) and isinstance(exc.__cause__, psycopg2.OperationalError)
+
+
+def _newest_first(entries: list[FeedEntry]) -> list[FeedEntry]:
+    """Entries by announced date, newest first; undated ones last, in feed order."""
+    floor = datetime.min.replace(tzinfo=UTC)
+    return sorted(entries, key=lambda e: e.published_at or e.updated_at or floor, reverse=True)
 
 
 def _needs_fetch(entry: FeedEntry, known: dict[str, datetime]) -> bool:
@@ -103,15 +157,26 @@ def _needs_fetch(entry: FeedEntry, known: dict[str, datetime]) -> bool:
 
 
 def _fetch_batch(
-    db_url: str, run_id: int, source_id: int, entries: list[FeedEntry], fetcher: Fetcher, counts: Counter
-) -> None:
-    """Fetch a batch of article pages and write them and their crawl records in one transaction."""
+    db_url: str,
+    run_id: int,
+    source_id: int,
+    entries: list[FeedEntry],
+    fetcher: Fetcher,
+    counts: Counter,
+    rate_limit: float | None = None,
+) -> bool:
+    """Fetch a batch of article pages, write them and their crawl records in one transaction.
+
+    Return False when a page failed for a reason that may go away (timeout, 5xx, 429, back-off).
+    """
     pages: list[store.RawPage] = []
     records: list[store.CrawlRecord] = []
+    complete = True
     for entry in entries:
-        result = fetcher.get(entry.url)
-        records.append(_record(result, source_id, "article"))
-        if result.ok and result.text:
+        result = fetcher.get(entry.url, accept_types=HTML_TYPES, host_delay=rate_limit)
+        records.extend(_records(result, source_id, "article"))
+        if result.ok and result.text is not None:
+            # An empty page is staged too: processing records it as extract_failed.
             counts["pages_fetched"] += 1
             pages.append(
                 store.RawPage(
@@ -128,9 +193,18 @@ def _fetch_batch(
             )
         else:
             counts["pages_failed"] += 1
+            complete &= not _may_recover(result)
     with store.connect(db_url) as conn:
         store.log_crawl(conn, run_id, records)
         store.save_raw_pages(conn, run_id, pages)
+    return complete
+
+
+def _may_recover(result: FetchResult) -> bool:
+    """True for failures worth another try in a later run."""
+    if result.outcome == "http_error":
+        return result.status == 429 or (result.status or 0) >= 500
+    return result.outcome in ("timeout", "connection_error", "deferred")
 
 
 def process_pages(db_url: str, run_id: int, progress: Progress | None = None) -> dict:

@@ -106,17 +106,21 @@ class RobotsCache:
 
     def rules_for(self, url: str) -> RobotsRules:
         """Return the rules governing url, fetching robots.txt when missing or stale."""
+        return self.rules_and_fetch(url)[0]
+
+    def rules_and_fetch(self, url: str) -> tuple[RobotsRules, FetchResult | None]:
+        """Return the rules governing url and the robots.txt fetch this call made (None if cached)."""
         origin = robots_origin(url)
         with self._lock:
             rules = self._cached(origin)
             if rules is not None:
-                return rules
+                return rules, None
             origin_lock = self._origin_locks.setdefault(origin, threading.Lock())
         with origin_lock:
             with self._lock:
                 rules = self._cached(origin)
             if rules is not None:
-                return rules
+                return rules, None
             result = self._fetch(f"{origin}/robots.txt")
             rules = rules_from_result(origin, result, self._clock())
             if rules.verdict == "parsed":
@@ -126,7 +130,7 @@ class RobotsCache:
             logger.debug("robots.txt for %s: %s (%s)", origin, rules.verdict, rules.reason)
             with self._lock:
                 self._rules[origin] = rules
-        return rules
+        return rules, result
 
     def allowed(self, url: str) -> bool:
         """True when our user agent may fetch url."""

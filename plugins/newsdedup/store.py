@@ -16,6 +16,7 @@ from psycopg2.extensions import connection as Connection
 
 from newsdedup.config import ConfigError
 from newsdedup.sources import Source
+from newsdedup.urls import url_variants
 
 SQL_DIR = Path(os.environ.get("NEWSDEDUP_SQL_DIR", Path(__file__).resolve().parents[2] / "sql"))
 MIGRATION_LOCK = 4_172_001  # pg_advisory_xact_lock key: one migrator at a time
@@ -80,15 +81,19 @@ def migrate(conn: Connection, sql_dir: Path = SQL_DIR) -> list[str]:
 def sync_sources(conn: Connection, sources: Sequence[Source]) -> dict[str, int]:
     """Upsert configured sources; sources no longer configured are disabled, never deleted."""
     with conn.cursor() as cur:
-        psycopg2.extras.execute_values(
-            cur,
-            "INSERT INTO sources (name, url, kind, language, enabled) VALUES %s "
-            "ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, kind = EXCLUDED.kind, "
-            "language = EXCLUDED.language, enabled = EXCLUDED.enabled, updated_at = now(), "
-            "etag = CASE WHEN sources.url = EXCLUDED.url THEN sources.etag END, "
-            "last_modified = CASE WHEN sources.url = EXCLUDED.url THEN sources.last_modified END",
-            [(s.name, s.url, s.kind, s.language, s.enabled) for s in sources],
-        )
+        if sources:
+            psycopg2.extras.execute_values(
+                cur,
+                "INSERT INTO sources (name, url, kind, language, enabled, rate_limit, max_articles) VALUES %s "
+                "ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, kind = EXCLUDED.kind, "
+                "language = EXCLUDED.language, enabled = EXCLUDED.enabled, rate_limit = EXCLUDED.rate_limit, "
+                "max_articles = EXCLUDED.max_articles, updated_at = now(), "
+                "etag = CASE WHEN sources.url = EXCLUDED.url THEN sources.etag END, "
+                "last_modified = CASE WHEN sources.url = EXCLUDED.url THEN sources.last_modified END, "
+                "child_validators = CASE WHEN sources.url = EXCLUDED.url THEN sources.child_validators "
+                "ELSE '{}'::jsonb END",
+                [(s.name, s.url, s.kind, s.language, s.enabled, s.rate_limit, s.max_articles) for s in sources],
+            )
         cur.execute(
             "UPDATE sources SET enabled = false, updated_at = now() WHERE enabled AND NOT (name = ANY(%s))",
             ([s.name for s in sources],),
@@ -107,34 +112,51 @@ class StoredSource:
     source: Source
     etag: str | None
     last_modified: str | None
+    child_validators: dict[str, list[str | None]] = field(default_factory=dict)
+
+
+_SOURCE_COLUMNS = (
+    "source_id, name, url, kind, language, enabled, rate_limit, max_articles, etag, last_modified, child_validators"
+)
+
+
+def _stored_source(row: tuple) -> StoredSource:
+    """Build a StoredSource from a row of _SOURCE_COLUMNS."""
+    sid, name, url, kind, lang, enabled, rate_limit, max_articles, etag, lm, children = row
+    source = Source(name, url, kind, lang, enabled, rate_limit, max_articles)
+    return StoredSource(sid, source, etag, lm, dict(children or {}))
 
 
 def enabled_sources(conn: Connection) -> list[StoredSource]:
     """Return the enabled sources, by name."""
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT source_id, name, url, kind, language, etag, last_modified FROM sources WHERE enabled ORDER BY name"
-        )
-        return [
-            StoredSource(sid, Source(name, url, kind, lang), etag, lm)
-            for sid, name, url, kind, lang, etag, lm in cur.fetchall()
-        ]
+        cur.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE enabled ORDER BY name")  # noqa: S608 - constant
+        return [_stored_source(row) for row in cur.fetchall()]
 
 
 def get_source(conn: Connection, name: str) -> StoredSource:
-    """Return one source by name."""
-    for stored in enabled_sources(conn):
-        if stored.source.name == name:
-            return stored
-    raise ConfigError(f"source {name!r} is not configured or not enabled (run: newsdedup sources sync)")
+    """Return one enabled source by name."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE enabled AND name = %s", (name,))  # noqa: S608
+        row = cur.fetchone()
+    if row is None:
+        raise ConfigError(f"source {name!r} is not configured or not enabled (run: newsdedup sources sync)")
+    return _stored_source(row)
 
 
-def save_source_state(conn: Connection, source_id: int, etag: str | None, last_modified: str | None) -> None:
-    """Remember the validators of a source's last successful fetch."""
+def save_source_state(
+    conn: Connection,
+    source_id: int,
+    etag: str | None,
+    last_modified: str | None,
+    child_validators: dict[str, list[str | None]] | None = None,
+) -> None:
+    """Remember the validators of a source's last complete fetch (None: read it in full next time)."""
     with conn.cursor() as cur:
         cur.execute(
-            "UPDATE sources SET etag = %s, last_modified = %s, last_crawled_at = now() WHERE source_id = %s",
-            (etag, last_modified, source_id),
+            "UPDATE sources SET etag = %s, last_modified = %s, child_validators = %s, last_crawled_at = now() "
+            "WHERE source_id = %s",
+            (etag, last_modified, psycopg2.extras.Json(child_validators or {}), source_id),
         )
 
 
@@ -272,16 +294,30 @@ def save_raw_pages(conn: Connection, run_id: int, pages: Iterable[RawPage]) -> i
 
 
 def known_urls(conn: Connection, urls: Sequence[str]) -> dict[str, datetime]:
-    """Return which of these URLs are already stored (as page or canonical URL), with their fetch time."""
+    """Return which of these URLs are already stored, with their latest fetch time.
+
+    A URL is stored when an article has it as page or canonical URL in any of its spellings:
+    http or https, with or without `www.` (see urls.url_variants).
+    """
     if not urls:
         return {}
+    spellings: dict[str, list[str]] = {}
+    for url in urls:
+        for variant in url_variants(url) or [url]:
+            spellings.setdefault(variant, []).append(url)
     with conn.cursor() as cur:
         cur.execute(
             "SELECT url, fetched_at FROM articles WHERE url = ANY(%(u)s) "
             "UNION ALL SELECT canonical_url, fetched_at FROM articles WHERE canonical_url = ANY(%(u)s)",
-            {"u": list(urls)},
+            {"u": list(spellings)},
         )
-        return dict(cur.fetchall())
+        rows = cur.fetchall()
+    known: dict[str, datetime] = {}
+    for found, fetched_at in rows:
+        for url in spellings.get(found, ()):
+            if url not in known or fetched_at > known[url]:
+                known[url] = fetched_at
+    return known
 
 
 def pending_raw_pages(conn: Connection, run_id: int, limit: int) -> list[dict]:
