@@ -15,12 +15,8 @@ from datetime import UTC, datetime
 
 import psycopg2
 
-from newsdedup import store
-from newsdedup.clean import clean_article
+from newsdedup import process, store
 from newsdedup.config import ConfigError, Settings
-from newsdedup.dedup import Doc
-from newsdedup.dedup_store import assign_clusters
-from newsdedup.extract import ExtractionError, extract
 from newsdedup.fetch import HTML_TYPES, Fetcher, FetchPolicy, FetchResult
 from newsdedup.sources import FeedEntry, discover, load_sources
 
@@ -208,83 +204,19 @@ def _may_recover(result: FetchResult) -> bool:
 
 
 def process_pages(db_url: str, run_id: int, progress: Progress | None = None) -> dict:
-    """Extract, clean, store and cluster every staged page of a run, batch by batch."""
-    counts: Counter[str] = Counter()
-    while True:
-        with store.connect(db_url) as conn:
-            batch = store.pending_raw_pages(conn, run_id, BATCH_SIZE)
-            if not batch:
-                break
-            articles, failures = _process_batch(batch)
-            counts.update(_load(conn, articles))
-            counts["extract_failed"] += len(failures)
-            store.log_crawl(conn, run_id, failures)
-            store.mark_processed(conn, [page["raw_page_id"] for page in batch])
-        if progress:
-            progress(len(batch))
-    return dict(counts)
+    """Extract, clean, store and cluster every staged page of a run (see `newsdedup.process`)."""
+    return process.process_pages(db_url, run_id, progress)
 
 
 def _load(conn: store.Connection, articles: list[store.ArticleRow]) -> Counter[str]:
     """Store a batch of articles, their removed segments, and the story clusters of the new ones."""
-    done = store.upsert_articles(conn, articles)
-    counts: Counter[str] = Counter(done.counts)
-    by_url = {a.canonical_url: a for a in articles}
-    touched = done.new | done.changed
-    counts["segments_removed"] = store.save_removed_segments(
-        conn, {article_id: by_url[url].removed for url, article_id in touched.items()}
-    )
-    docs = [
-        Doc(
-            id=article_id,
-            text=by_url[url].text,
-            title=by_url[url].title,
-            published_at=by_url[url].published_at,
-            url=url,
-        )
-        for url, article_id in done.new.items()
-    ]
-    for decision in assign_clusters(conn, docs):
-        counts["stories_created" if decision.method == "new" else "duplicates_found"] += 1
-    return counts
+    return process.load_articles(conn, articles)
 
 
 def _process_batch(batch: list[dict]) -> tuple[list[store.ArticleRow], list[store.CrawlRecord]]:
     """Turn raw pages into article rows; pages without an article become crawl_log records."""
-    articles: list[store.ArticleRow] = []
-    failures: list[store.CrawlRecord] = []
-    for page in batch:
-        try:
-            found = extract(page["html"], page["final_url"], language_hint=page["source_language"])
-        except (ExtractionError, ValueError) as exc:
-            failures.append(
-                store.CrawlRecord(
-                    page["url"],
-                    "extract",
-                    "extract_failed",
-                    page["source_id"],
-                    page["final_url"],
-                    error_class=type(exc).__name__,
-                    error_message=str(exc),
-                )
-            )
-            continue
-        cleaned = clean_article(found.title, found.text)
-        articles.append(
-            store.ArticleRow(
-                source_id=page["source_id"],
-                url=page["url"],
-                canonical_url=found.canonical_url,
-                title=found.title or page["feed_title"] or "",
-                text=cleaned.text,
-                author=found.author,
-                published_at=found.published_at or page["feed_published"],
-                language=found.language,
-                fetched_at=datetime.now(UTC),
-                removed=[r.to_dict() for r in cleaned.removed],
-            )
-        )
-    return articles, failures
+    results = process.extract_pages(batch)
+    return [r.article for r in results if r.article], [r.failure for r in results if r.failure]
 
 
 def finish_run(db_url: str, run_id: int, reports: list[dict], processed: dict) -> dict:
@@ -308,23 +240,37 @@ def finish_run(db_url: str, run_id: int, reports: list[dict], processed: dict) -
 
 
 def run_once(settings: Settings, *, run_key: str | None = None, progress: bool = False) -> dict:
-    """A whole run without Airflow: sync sources, crawl them (in parallel), process, finish."""
+    """A whole run without Airflow: sync sources, crawl them (in parallel), process, finish.
+
+    Pages are processed while the sources are still being crawled; steps that hit a transient
+    database failure (a restart, say) are retried, as Airflow retries the DAG's tasks.
+    """
     sync_sources(settings)
     run = begin_run(settings.db_url, run_key or f"cli__{uuid.uuid4().hex[:12]}", "cli")
+    db_url, run_id = settings.db_url, run["run_id"]
+    process_settings = process.ProcessSettings.from_env()
+    retry_seconds = process_settings.db_retry_seconds
     bar = _progress_bar(progress, len(run["sources"]), "sources")
     policy = FetchPolicy.from_env()
     with Fetcher(policy) as fetcher, ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(crawl_source, settings.db_url, run["run_id"], name, fetcher) for name in run["sources"]]
-        reports = []
+        futures = [
+            pool.submit(process.retrying(retry_seconds, f"crawl {name}"), crawl_source, db_url, run_id, name, fetcher)
+            for name in run["sources"]
+        ]
         for future in futures:
-            reports.append(future.result())
-            bar(1)
-    pages = sum(r.get("pages_fetched", 0) for r in reports)
-    processed = process_pages(settings.db_url, run["run_id"], _progress_bar(progress, pages, "pages"))
-    return finish_run(settings.db_url, run["run_id"], reports, processed)
+            future.add_done_callback(lambda _: bar(1))
+        processed = process.process_pages(
+            db_url,
+            run_id,
+            _progress_bar(progress, None, "pages"),
+            settings=process_settings,
+            more=lambda: not all(f.done() for f in futures),
+        )
+        reports = [future.result() for future in futures]
+    return process.retrying(retry_seconds, f"run {run_id}")(finish_run, db_url, run_id, reports, processed)
 
 
-def _progress_bar(enabled: bool, total: int, unit: str) -> Progress:
+def _progress_bar(enabled: bool, total: int | None, unit: str) -> Progress:
     """Return a callback that advances a tqdm bar on a terminal, or does nothing."""
     if not enabled:
         return lambda n: None

@@ -1,0 +1,477 @@
+"""The processing step of a run: staged raw pages become extracted, cleaned, stored and clustered articles.
+
+Exactly once per page: a batch's articles, removed segments, story decisions, extraction failures,
+processed marks and run counters are written in one transaction. A batch that fails (PostgreSQL
+restarted, task killed) leaves nothing behind and is done again by the retry, here or by Airflow.
+Extraction and cleaning run in a process pool when there is enough work (`NEWSDEDUP_WORKERS`);
+the database writes and story clustering stay in the calling process, one batch at a time, while
+the pool extracts the next batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg2
+import psycopg2.extras
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from newsdedup import store
+from newsdedup.clean import clean_article
+from newsdedup.config import ConfigError
+from newsdedup.dedup import Doc
+from newsdedup.dedup_store import assign_clusters
+from newsdedup.extract import extract
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+# Processing counters of pipeline_runs, added to the run's row in each batch's transaction.
+COUNTERS = (
+    "extract_failed",
+    "articles_new",
+    "articles_updated",
+    "articles_unchanged",
+    "stories_created",
+    "duplicates_found",
+    "segments_removed",
+)
+_ADD_COUNTS = (
+    "UPDATE pipeline_runs SET extract_failed = extract_failed + %(extract_failed)s, "
+    "articles_new = articles_new + %(articles_new)s, articles_updated = articles_updated + %(articles_updated)s, "
+    "articles_unchanged = articles_unchanged + %(articles_unchanged)s, "
+    "stories_created = stories_created + %(stories_created)s, "
+    "duplicates_found = duplicates_found + %(duplicates_found)s, "
+    "segments_removed = segments_removed + %(segments_removed)s WHERE run_id = %(run_id)s"
+)
+_RUN_COUNTS = (
+    "SELECT extract_failed, articles_new, articles_updated, articles_unchanged, stories_created, "
+    "duplicates_found, segments_removed FROM pipeline_runs WHERE run_id = %s"
+)
+# Unlocked read of the next pages; SKIP LOCKED leaves out pages another worker is loading right now.
+_NEXT_PAGES = (
+    "SELECT p.raw_page_id, p.source_id, p.url, p.final_url, p.html, p.feed_title, p.feed_published, "
+    "p.fetched_at, s.language AS source_language "
+    "FROM raw_pages p LEFT JOIN sources s USING (source_id) "
+    "WHERE p.run_id = %s AND p.processed_at IS NULL AND p.raw_page_id > %s "
+    "ORDER BY p.raw_page_id LIMIT %s FOR UPDATE OF p SKIP LOCKED"
+)
+_LOCK_PAGES = (
+    "SELECT raw_page_id, fetched_at FROM raw_pages "
+    "WHERE raw_page_id = ANY(%s) AND processed_at IS NULL FOR UPDATE SKIP LOCKED"
+)
+_PENDING = "SELECT count(*) FROM raw_pages WHERE run_id = %s AND processed_at IS NULL"
+
+# SQLSTATEs that say nothing about the data: the same transaction can succeed later.
+_TRANSIENT_STATES = frozenset({"40001", "40P01", "53300", "55P03", "57P01", "57P02", "57P03"})
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    """An integer setting from the environment, with a message naming it when it is not one."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: must be >= {minimum}, got {value}")
+    return value
+
+
+def _cpus() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """How processing uses the machine: batch size, extraction workers, retries."""
+
+    batch_size: int = 100
+    workers: int = field(default_factory=_cpus)
+    pool_min_pages: int = 200  # below this, starting worker processes costs more than it saves
+    prefetch: int = 2  # batches extracted ahead while one is loaded
+    db_retry_seconds: int = 120
+    page_timeout: int = 60  # seconds one page may take in a worker before it is given up
+
+    @classmethod
+    def from_env(cls) -> ProcessSettings:
+        """NEWSDEDUP_BATCH_SIZE, NEWSDEDUP_WORKERS, NEWSDEDUP_POOL_MIN_PAGES, NEWSDEDUP_DB_RETRY_SECONDS."""
+        return cls(
+            batch_size=_env_int("NEWSDEDUP_BATCH_SIZE", 100, 1),
+            workers=_env_int("NEWSDEDUP_WORKERS", _cpus(), 1),
+            pool_min_pages=_env_int("NEWSDEDUP_POOL_MIN_PAGES", 200, 0),
+            db_retry_seconds=_env_int("NEWSDEDUP_DB_RETRY_SECONDS", 120, 0),
+            page_timeout=_env_int("NEWSDEDUP_PAGE_TIMEOUT", 60, 1),
+        )
+
+
+# --------------------------------------------------------------------------- extraction (worker side)
+
+
+@dataclass
+class Extracted:
+    """What one raw page became: an article row, or a crawl_log record saying why not."""
+
+    raw_page_id: int
+    article: store.ArticleRow | None = None
+    failure: store.CrawlRecord | None = None
+
+
+def _failure(page: dict, error_class: str, message: str) -> store.CrawlRecord:
+    """A crawl_log record for a page that yielded no article."""
+    return store.CrawlRecord(
+        page["url"],
+        "extract",
+        "extract_failed",
+        page["source_id"],
+        page["final_url"],
+        error_class=error_class,
+        error_message=message,
+    )
+
+
+def _no_nul(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL characters."""
+    return value.replace("\x00", "") if value else value
+
+
+def extract_page(page: dict) -> Extracted:
+    """Extract and clean one raw page; any failure becomes a record, never an exception."""
+    try:
+        found = extract(page["html"], page["final_url"], language_hint=page["source_language"])
+        title = _no_nul(found.title) or _no_nul(page["feed_title"]) or ""
+        cleaned = clean_article(_no_nul(found.title) or "", _no_nul(found.text) or "")
+    except RecursionError:
+        return Extracted(page["raw_page_id"], failure=_failure(page, "RecursionError", "the page is nested too deeply"))
+    except Exception as exc:  # noqa: BLE001 - one bad page must not stop the run; it is recorded
+        return Extracted(page["raw_page_id"], failure=_failure(page, type(exc).__name__, str(exc) or repr(exc)))
+    article = store.ArticleRow(
+        source_id=page["source_id"],
+        url=page["url"],
+        canonical_url=_no_nul(found.canonical_url) or page["url"],
+        title=title,
+        text=cleaned.text,
+        author=_no_nul(found.author),
+        published_at=found.published_at or page["feed_published"],
+        language=found.language,
+        fetched_at=datetime.now(UTC),
+        removed=[r.to_dict() for r in cleaned.removed],
+    )
+    return Extracted(page["raw_page_id"], article=article)
+
+
+def extract_pages(pages: Sequence[dict]) -> list[Extracted]:
+    """Extract a chunk of pages (the unit of work sent to a worker process)."""
+    return [extract_page(page) for page in pages]
+
+
+class _Extractor:
+    """Runs extract_pages in this process, or in a pool of worker processes with a time limit per page.
+
+    The pool starts once the work seen reaches `pool_min_pages`: a few pages are cheaper inline.
+    """
+
+    def __init__(self, settings: ProcessSettings, pending: int) -> None:
+        """Plan for `pending` pages known to be waiting."""
+        self.workers = settings.workers
+        self.page_timeout = settings.page_timeout
+        self.pool_min_pages = max(settings.pool_min_pages, 1)
+        self.seen = 0
+        self.pool: ProcessPoolExecutor | None = None
+        self._want(pending)
+
+    def _want(self, pages: int) -> None:
+        """Start the pool when there is enough work for it."""
+        self.seen = max(self.seen, pages)
+        if self.pool is None and self.workers > 1 and self.seen >= self.pool_min_pages:
+            self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        """A pool whose workers are forked from a clean server process, not from this (threaded) one."""
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            context.set_forkserver_preload(["newsdedup.process"])
+        return ProcessPoolExecutor(self.workers, mp_context=context, max_tasks_per_child=2000)
+
+    def submit(self, pages: list[dict]) -> Callable[[], list[Extracted]]:
+        """Start extracting pages; return a function that waits for the results (in page order)."""
+        self._want(self.seen + len(pages))
+        if self.pool is None:
+            return lambda: extract_pages(pages)
+        size = max(1, min(16, -(-len(pages) // (self.workers * 2))))
+        chunks = [pages[i : i + size] for i in range(0, len(pages), size)]
+        futures = [self.pool.submit(extract_pages, chunk) for chunk in chunks]
+        pairs = list(zip(chunks, futures, strict=True))
+        return lambda: [item for chunk, future in pairs for item in self._wait(chunk, future)]
+
+    def _wait(self, chunk: list[dict], future: Future) -> list[Extracted]:
+        """Results of one chunk; a stuck or dead worker costs only its own pages, each tried alone."""
+        try:
+            return future.result(timeout=self.page_timeout * len(chunk))
+        except (FutureTimeout, BrokenProcessPool) as exc:
+            log.warning("extraction worker %s on %d page(s); trying them one by one", type(exc).__name__, len(chunk))
+            self._restart()
+        out = []
+        for page in chunk:
+            single = self.pool.submit(extract_page, page)
+            try:
+                out.append(single.result(timeout=self.page_timeout))
+            except FutureTimeout:
+                self._restart()
+                out.append(Extracted(page["raw_page_id"], failure=_failure(
+                    page, "ExtractionTimeout", f"extraction took longer than {self.page_timeout} s")))
+            except BrokenProcessPool:
+                self._restart()
+                out.append(Extracted(page["raw_page_id"], failure=_failure(
+                    page, "WorkerCrashed", "the extraction process died on this page")))
+        return out
+
+    def _restart(self) -> None:
+        """Kill the pool's processes (a stuck one never returns) and start fresh ones."""
+        if self.pool is None:
+            return
+        for process in list((self.pool._processes or {}).values()):  # no public way to stop a running task
+            process.kill()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._new_pool()
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+# --------------------------------------------------------------------------- loading (parent side)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for database failures that a later attempt of the same work can get past."""
+    if isinstance(exc, ConfigError):  # store.connect wraps a refused connection
+        exc = exc.__cause__ if isinstance(exc.__cause__, psycopg2.OperationalError) else exc
+        if isinstance(exc, ConfigError):
+            return False
+    if isinstance(exc, psycopg2.InterfaceError):
+        return True  # the connection was closed under us
+    if isinstance(exc, psycopg2.OperationalError):
+        code = exc.pgcode
+        return code is None or code.startswith("08") or code in _TRANSIENT_STATES
+    return False
+
+
+def retrying(seconds: float, what: str) -> Retrying:
+    """A tenacity policy for transient database failures: back off from 0.5 s to 10 s, for `seconds`."""
+
+    def note(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("%s: transient database failure (%s: %s); attempt %d, retrying", what,
+                    type(exc).__name__, str(exc).strip()[:200], state.attempt_number)
+
+    return Retrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        stop=stop_after_delay(seconds),
+        before_sleep=note,
+        reraise=True,
+    )
+
+
+def load_articles(conn: store.Connection, articles: list[store.ArticleRow]) -> Counter[str]:
+    """Store articles, their removed segments, and the story clusters of the new ones (caller's transaction)."""
+    # Rows in one order everywhere: two runs upserting overlapping batches cannot deadlock.
+    done = store.upsert_articles(conn, sorted(articles, key=lambda a: a.canonical_url))
+    counts: Counter[str] = Counter(done.counts)
+    by_url = {a.canonical_url: a for a in articles}
+    touched = done.new | done.changed
+    counts["segments_removed"] = store.save_removed_segments(
+        conn, {article_id: by_url[url].removed for url, article_id in touched.items()}
+    )
+    # Clustered in page order, so the same pages give the same stories whatever the row ids.
+    order = {url: i for i, url in enumerate(by_url)}
+    docs = [
+        Doc(
+            id=article_id,
+            text=by_url[url].text,
+            title=by_url[url].title,
+            published_at=by_url[url].published_at,
+            url=url,
+        )
+        for url, article_id in sorted(done.new.items(), key=lambda kv: order[kv[0]])
+    ]
+    for decision in assign_clusters(conn, docs):
+        counts["stories_created" if decision.method == "new" else "duplicates_found"] += 1
+    return counts
+
+
+def _write(conn: store.Connection, run_id: int, results: Sequence[Extracted]) -> Counter[str]:
+    """Store the results of some pages, log their failures, mark them processed, count them on the run."""
+    counts = load_articles(conn, [r.article for r in results if r.article is not None])
+    failures = [r.failure for r in results if r.failure is not None]
+    counts["extract_failed"] += len(failures)
+    store.log_crawl(conn, run_id, failures)
+    store.mark_processed(conn, [r.raw_page_id for r in results])
+    with conn.cursor() as cur:
+        cur.execute(_ADD_COUNTS, {name: int(counts.get(name, 0)) for name in COUNTERS} | {"run_id": run_id})
+    return counts
+
+
+def _load_batch(db_url: str, run_id: int, pages: list[dict], results: list[Extracted]) -> tuple[Counter[str], int]:
+    """Write a batch in one transaction; return its counts and how many of its pages were written.
+
+    Pages processed or taken by another worker meanwhile, or staged again since they were read,
+    are left for that worker or for a later pass.
+    """
+    with store.connect(db_url) as conn:
+        with conn.cursor() as cur:
+            cur.execute(_LOCK_PAGES, ([p["raw_page_id"] for p in pages],))
+            current = dict(cur.fetchall())
+        mine = [r for p, r in zip(pages, results, strict=True) if current.get(p["raw_page_id"]) == p["fetched_at"]]
+        if not mine:
+            return Counter(), 0
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SAVEPOINT batch")
+            counts = _write(conn, run_id, mine)
+        except psycopg2.Error as exc:
+            if is_transient(exc):
+                raise
+            # A page the database refuses (a text too long for its search vector, say) must not
+            # block the run: write the pages one by one and record the ones refused.
+            log.warning("batch refused (%s: %s); writing its %d pages one by one", type(exc).__name__, exc, len(mine))
+            with conn.cursor() as cur:
+                cur.execute("ROLLBACK TO SAVEPOINT batch")
+            counts = _write_one_by_one(conn, run_id, pages, mine)
+    return counts, len(mine)
+
+
+def _write_one_by_one(
+    conn: store.Connection, run_id: int, pages: list[dict], results: list[Extracted]
+) -> Counter[str]:
+    """Write each page under its own savepoint; a refused page becomes an extraction failure."""
+    by_id = {p["raw_page_id"]: p for p in pages}
+    counts: Counter[str] = Counter()
+    for result in results:
+        with conn.cursor() as cur:
+            cur.execute("SAVEPOINT page")
+        try:
+            counts.update(_write(conn, run_id, [result]))
+        except psycopg2.Error as exc:
+            if is_transient(exc):
+                raise
+            with conn.cursor() as cur:
+                cur.execute("ROLLBACK TO SAVEPOINT page")
+            refused = Extracted(result.raw_page_id, failure=_failure(
+                by_id[result.raw_page_id], type(exc).__name__, f"the database refused the article: {exc}"))
+            counts.update(_write(conn, run_id, [refused]))
+    return counts
+
+
+def _next_pages(db_url: str, run_id: int, after: int, limit: int) -> list[dict]:
+    """The next unprocessed pages of a run after a page id, oldest first (no lock kept)."""
+    with store.connect(db_url) as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(_NEXT_PAGES, (run_id, after, limit))
+        return [dict(row) for row in cur.fetchall()]
+
+
+def run_counts(db_url: str, run_id: int) -> dict[str, int]:
+    """The processing counters of a run as stored: every committed batch of every attempt, once."""
+    with store.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(_RUN_COUNTS, (run_id,))
+        row = cur.fetchone()
+    return dict(zip(COUNTERS, row or (0,) * len(COUNTERS), strict=True))
+
+
+def _pending(db_url: str, run_id: int) -> int:
+    """How many pages of a run wait for processing."""
+    with store.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(_PENDING, (run_id,))
+        return cur.fetchone()[0]
+
+
+@contextmanager
+def _extractor(settings: ProcessSettings, pending: int) -> Iterator[_Extractor]:
+    """An extractor whose worker processes are always stopped afterwards."""
+    extractor = _Extractor(settings, pending)
+    try:
+        yield extractor
+    finally:
+        extractor.close()
+
+
+def process_pages(
+    db_url: str,
+    run_id: int,
+    progress: Progress | None = None,
+    *,
+    settings: ProcessSettings | None = None,
+    more: Callable[[], bool] | None = None,
+) -> dict[str, int]:
+    """Process every staged page of a run; return the run's processing counters (all attempts).
+
+    `more`, when given, says whether pages may still arrive (crawling goes on): the step then
+    waits for them instead of stopping at the first empty read.
+    """
+    settings = settings or ProcessSettings.from_env()
+    retry = retrying(settings.db_retry_seconds, f"processing run {run_id}")
+    pending = retry(_pending, db_url, run_id)
+    with _extractor(settings, pending) as extractor:
+        _drain(db_url, run_id, extractor, settings, retry, progress, more)
+    return retry(run_counts, db_url, run_id)
+
+
+def _drain(
+    db_url: str,
+    run_id: int,
+    extractor: _Extractor,
+    settings: ProcessSettings,
+    retry: Retrying,
+    progress: Progress | None,
+    more: Callable[[], bool] | None,
+) -> None:
+    """Read batches ahead into the extractor and load them in page order until nothing is left.
+
+    Page ids are handed out at insert time but become visible at commit, so a crawl that commits
+    late leaves lower ids behind the read position: when nothing is in flight, reading starts
+    again from the first page, and only a pass from the start that finds nothing ends the step.
+    """
+    inflight: deque[tuple[list[dict], Callable[[], list[Extracted]]]] = deque()
+    after = 0
+    while True:
+        coming = more is not None and more()  # asked before reading: pages staged after it are seen
+        while len(inflight) < max(settings.prefetch, 1):
+            pages = retry(_next_pages, db_url, run_id, after, settings.batch_size)
+            if not pages:
+                break
+            after = pages[-1]["raw_page_id"]
+            inflight.append((pages, extractor.submit(pages)))
+        if inflight:
+            pages, results = inflight.popleft()
+            counts, written = retry(_load_batch, db_url, run_id, pages, results())
+            log.debug("run %s: batch of %d pages: %s", run_id, written, dict(counts))
+            if progress and written:
+                progress(written)
+        elif after:
+            after = 0
+        elif coming:
+            time.sleep(0.2)
+        else:
+            return
