@@ -1,4 +1,4 @@
-"""DAG integrity: the DAG files import cleanly and news_ingest is shaped as designed."""
+"""DAG integrity: the DAG files import cleanly and news_ingest / news_maintenance are shaped as designed."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[1] / "dags"
+QUALITY = {"quality.articles_in_stories", "quality.articles_text_and_dates", "quality.decisions_consistent"}
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def bag():
 
 def test_no_import_errors(bag) -> None:
     assert bag.import_errors == {}
-    assert "news_ingest" in bag.dags
+    assert {"news_ingest", "news_maintenance"} <= set(bag.dags)
 
 
 def test_news_ingest_schedule_and_limits(bag) -> None:
@@ -26,20 +27,77 @@ def test_news_ingest_schedule_and_limits(bag) -> None:
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.doc_md and "newsdedup_db" in dag.doc_md
+    assert dag.on_failure_callback
 
 
 def test_news_ingest_tasks_and_order(bag) -> None:
     dag = bag.dags["news_ingest"]
-    assert set(dag.task_ids) == {"begin", "source_names", "crawl_source", "process_pages", "report"}
+    assert set(dag.task_ids) == {
+        "begin",
+        "source_names",
+        "crawl_source",
+        "process_pages",
+        "source_summary",
+        "report",
+        *QUALITY,
+    }
     crawl = dag.get_task("crawl_source")
-    assert crawl.map_index_template == "{{ source_name }}"
-    assert dag.get_task("begin").downstream_task_ids >= {"source_names", "crawl_source"}
-    assert "process_pages" in crawl.downstream_task_ids
-    assert dag.get_task("process_pages").downstream_task_ids == {"report"}
+    assert crawl.map_index_template == "{{ crawl_label }}"
+    assert dag.get_task("source_summary").map_index_template == "{{ summary_line }}"
+    assert dag.get_task("begin").downstream_task_ids >= {"source_names", "crawl_source", "process_pages"}
+    assert crawl.downstream_task_ids == {"process_pages"}
+    assert dag.get_task("process_pages").downstream_task_ids == QUALITY | {"source_summary"}
+    for task_id in QUALITY | {"source_summary"}:
+        assert dag.get_task(task_id).downstream_task_ids == {"report"}
+    assert dag.get_task("report").downstream_task_ids == set()
+
+
+def test_failures_do_not_stop_the_rest_and_report_always_runs(bag) -> None:
+    dag = bag.dags["news_ingest"]
+    # One failing source must not keep the others' pages from being processed.
+    assert dag.get_task("process_pages").trigger_rule == "all_done_min_one_success"
+    # The run is always closed and summarised; report itself fails when anything failed.
+    assert dag.get_task("report").trigger_rule == "all_done"
+
+
+def test_quality_checks_use_common_sql_on_the_article_connection(bag) -> None:
+    from airflow.providers.common.sql.operators.sql import (
+        SQLCheckOperator,
+        SQLColumnCheckOperator,
+        SQLTableCheckOperator,
+    )
+
+    dag = bag.dags["news_ingest"]
+    kinds = {type(dag.get_task(task_id)) for task_id in QUALITY}
+    assert kinds == {SQLCheckOperator, SQLColumnCheckOperator, SQLTableCheckOperator}
+    for task_id in QUALITY:
+        check = dag.get_task(task_id)
+        assert check.conn_id == "newsdedup_db"
+        assert "run_id" in check.sql  # scoped to this DAG run's articles by a template
+    table = dag.get_task("quality.articles_text_and_dates")
+    assert set(table.checks) == {"text_not_empty", "published_not_in_future"}
+    assert dag.get_task("quality.articles_in_stories").column_mapping == {"cluster_id": {"null_check": {"equal_to": 0}}}
+
+
+def test_report_publishes_the_articles_asset(bag) -> None:
+    outlets = bag.dags["news_ingest"].get_task("report").outlets
+    assert [(a.name, a.uri) for a in outlets] == [("newsdedup_articles", "x-newsdedup://articles")]
 
 
 def test_retries_with_backoff(bag) -> None:
+    for dag_id in ("news_ingest", "news_maintenance"):
+        for task in bag.dags[dag_id].tasks:
+            assert task.retries >= 1, task.task_id
+            assert task.retry_delay <= timedelta(minutes=1), task.task_id
+            assert task.on_failure_callback, task.task_id
     for task in bag.dags["news_ingest"].tasks:
-        assert task.retries >= 1
         assert task.retry_exponential_backoff
-        assert task.retry_delay <= timedelta(minutes=1)
+
+
+def test_news_maintenance_shape(bag) -> None:
+    dag = bag.dags["news_maintenance"]
+    assert dag.schedule == "@daily" or str(dag.timetable.summary) == "@daily"
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert set(dag.task_ids) == {"retention", "analyze", "stale_sources"}
+    assert dag.get_task("retention").downstream_task_ids == {"analyze", "stale_sources"}
+    assert dag.get_task("analyze").downstream_task_ids == {"stale_sources"}

@@ -1,0 +1,225 @@
+"""Monitoring against real PostgreSQL and the demo site: per-source results, summaries, checks, maintenance."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+import yaml
+from newsdedup import monitor, pipeline
+from newsdedup.config import Settings
+
+from demo import site as demo_site
+
+pytestmark = pytest.mark.integration
+BROKEN = "broken-feed"
+
+
+def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params or None)
+        return cur.fetchall() if cur.description else []
+
+
+def dag_like_run(settings: Settings, run_key: str) -> tuple[dict, list[dict]]:
+    """The news_ingest task sequence through the library: begin, crawl + record, process, finish, summarise."""
+    pipeline.sync_sources(settings)
+    run = pipeline.begin_run(settings.db_url, run_key, "airflow")
+    recorded = []
+    for name in run["sources"]:
+        report = pipeline.crawl_source(settings.db_url, run["run_id"], name)
+        recorded.append(monitor.record_crawl(settings.db_url, run["run_id"], report))
+    processed = pipeline.process_pages(settings.db_url, run["run_id"])
+    pipeline.finish_run(
+        settings.db_url, run["run_id"], monitor.crawl_reports(settings.db_url, run["run_id"]), processed
+    )
+    monitor.summarise_sources(settings.db_url, run["run_id"])
+    return monitor.run_summary(settings.db_url, run["run_id"]), recorded
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[demo_site.DemoSite]:
+    running = demo_site.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def runs(module_db_url: str, site, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Three runs over the demo sources plus a feed that always answers 404."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("NEWSDEDUP_ALLOW_NETWORKS", "127.0.0.0/8")
+    patch.setenv("NEWSDEDUP_MIN_HOST_DELAY", "0")
+    path = tmp_path_factory.mktemp("monitor") / "sources.yaml"
+    demo_site.write_sources(site, path)
+    config = yaml.safe_load(path.read_text())
+    config["sources"].append({"name": BROKEN, "url": site.url("/no-such-outlet/rss.xml"), "kind": "rss"})
+    path.write_text(yaml.safe_dump(config))
+    settings = Settings(db_url=module_db_url, sources_path=path)
+    out = {"settings": settings, "summaries": [], "recorded": []}
+    for n in range(3):
+        summary, recorded = dag_like_run(settings, f"manual__test-{n}")
+        out["summaries"].append(summary)
+        out["recorded"].append({r["source"]: r for r in recorded})
+    yield out
+    patch.undo()
+
+
+def test_first_run_summary_counts(runs: dict, site) -> None:
+    first = runs["summaries"][0]
+    expected = len(site.article_urls())
+    assert first["articles_new"] == expected
+    assert first["stories_created"] + first["copies_collapsed"] == expected
+    assert first["copies_collapsed"] > 0
+    assert first["segments_removed"] >= 1  # the seed's repeated headline
+    assert first["sources_failed"] == 1 and first["errors"] >= 1
+    assert first["status"] == "partial"
+    by_source = {row["source"]: row for row in first["sources"]}
+    assert sum(row["articles_new"] for row in first["sources"]) == expected
+    assert sum(row["duplicates"] for row in first["sources"]) == first["copies_collapsed"]
+    assert by_source[BROKEN]["status"] == "failed" and "404" in by_source[BROKEN]["error"]
+
+
+def test_second_run_is_not_modified_or_known(runs: dict) -> None:
+    second = runs["summaries"][1]
+    assert second["articles_new"] == 0 and second["copies_collapsed"] == 0
+    for row in second["sources"]:
+        if row["source"] != BROKEN:
+            assert row["status"] in ("ok", "not_modified")
+            assert row["pages_fetched"] == 0
+            assert row["feeds_not_modified"] + row["urls_skipped_known"] > 0
+
+
+def test_failure_streak_reaches_the_threshold_on_the_third_run(runs: dict) -> None:
+    streaks = [recorded[BROKEN]["failure_streak"] for recorded in runs["recorded"]]
+    assert streaks == [1, 2, 3]
+    assert monitor.streak_message(runs["recorded"][1][BROKEN], 3) is None
+    message = monitor.streak_message(runs["recorded"][2][BROKEN], 3)
+    assert message and message.startswith(f"source {BROKEN} failed 3 runs in a row")
+    healthy = next(r for name, r in runs["recorded"][2].items() if name != BROKEN)
+    assert healthy["failure_streak"] == 0 and monitor.streak_message(healthy, 1) is None
+
+
+def test_streak_resets_after_a_success(runs: dict) -> None:
+    db = runs["settings"].db_url
+    (source_id,) = query(db, "SELECT source_id FROM sources WHERE name = %s", (BROKEN,))[0]
+    run = pipeline.begin_run(db, "manual__test-recovered", "airflow")
+    row = monitor.record_crawl(db, run["run_id"], {"source": BROKEN, "failed": False, "pages_fetched": 1})
+    assert row["failure_streak"] == 0 and row["status"] == "ok"
+    query(db, "DELETE FROM source_runs WHERE run_id = %s", (run["run_id"],))
+    query(db, "DELETE FROM pipeline_runs WHERE run_id = %s", (run["run_id"],))
+    assert source_id
+
+
+def test_labels_and_lines(runs: dict) -> None:
+    rows = {row["source"]: row for row in runs["summaries"][0]["sources"]}
+    ok = next(row for name, row in rows.items() if name != BROKEN and row["articles_new"])
+    line = monitor.source_line(ok)
+    assert line.startswith(f"{ok['source']}: {ok['pages_fetched']} fetched, {ok['articles_new']} new")
+    assert "duplicates" in line and "robots" in line and "conditional GET" in line
+    assert "FAILED (1 in a row)" in monitor.source_line(rows[BROKEN])
+    assert monitor.crawl_label(runs["recorded"][0][BROKEN]).startswith(f"{BROKEN}: FAILED")
+    long = dict(ok, source="x" * 400)
+    assert len(monitor.source_line(long)) == monitor.LABEL_LIMIT
+
+
+def test_note_is_markdown_within_airflows_limit(runs: dict) -> None:
+    summary = runs["summaries"][0]
+    note = summary["note"]
+    assert len(note) <= monitor.NOTE_LIMIT
+    assert f"stories created: **{summary['stories_created']}**" in note
+    assert f"copies collapsed: **{summary['copies_collapsed']}**" in note
+    assert f"| {BROKEN} |" in note
+    many = dict(summary, sources=[dict(summary["sources"][0], source=f"source-{i:03}") for i in range(80)])
+    crowded = monitor.run_note(many)
+    assert len(crowded) <= monitor.NOTE_LIMIT and "more sources" in crowded
+    extra = summary["asset_extra"]
+    assert extra["copies_collapsed"] == summary["copies_collapsed"] and extra["run_key"] == "manual__test-0"
+
+
+def test_quality_checks_pass_on_good_data_and_catch_bad_data(runs: dict) -> None:
+    db = runs["settings"].db_url
+    assert all(monitor.quality_problems(db, "manual__test-0").values())
+    assert all(monitor.quality_problems(db, "no-such-run").values())  # nothing in scope: nothing wrong
+    conn = psycopg2.connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT article_id FROM articles ORDER BY article_id LIMIT 1")
+            (article_id,) = cur.fetchone()
+            cur.execute(
+                "UPDATE articles SET published_at = now() + interval '3 days', word_count = 0, fetched_at = now() "
+                "WHERE article_id = %s",
+                (article_id,),
+            )
+            cur.execute("DELETE FROM duplicate_decisions WHERE article_id = %s", (article_id,))
+            conn.commit()
+            bad = monitor.quality_problems(db, "manual__test-2")
+            assert bad["published_not_in_future"] is False
+            assert bad["text_not_empty"] is False
+            assert bad["every_article_decided"] is False
+            assert bad["every_article_in_a_story"] is True
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def test_dashboard_data(runs: dict) -> None:
+    data = monitor.dashboard(runs["settings"].db_url)
+    first = runs["summaries"][0]
+    assert data["totals"]["articles"] == first["articles_new"]
+    assert data["totals"]["copies"] == data["totals"]["articles"] - data["totals"]["stories"]
+    assert 0 < data["totals"]["duplicate_rate"] < 1
+    series = data["duplicate_rate"]["series"]
+    assert data["duplicate_rate"]["bucket"] == "hour"
+    assert sum(p["duplicates"] for points in series.values() for p in points) == data["totals"]["copies"]
+    assert sum(b["stories"] for b in data["cluster_sizes"]) == data["totals"]["stories"]
+    assert data["latest_stories"] and all(
+        s["copies"] and s["size"] == len(s["copies"]) + 1 for s in data["latest_stories"]
+    )
+    assert any(e["source"] == BROKEN and e["http_status"] == 404 for e in data["recent_errors"])
+    assert [r["run_key"] for r in data["recent_runs"][:3]] == ["manual__test-2", "manual__test-1", "manual__test-0"]
+    health = {row["source"]: row for row in data["sources"]}
+    assert health[BROKEN]["last_status"] == "failed" and health[BROKEN]["failure_streak"] == 3
+
+
+def test_maintenance_retention_analyze_and_stale_sources(db_url: str, site, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("NEWSDEDUP_ALLOW_NETWORKS", "127.0.0.0/8")
+    monkeypatch.setenv("NEWSDEDUP_MIN_HOST_DELAY", "0")
+    sources = tmp_path / "sources.yaml"
+    demo_site.write_sources(site, sources)
+    config = yaml.safe_load(sources.read_text())
+    config["sources"].append({"name": BROKEN, "url": site.url("/no-such-outlet/rss.xml"), "kind": "rss"})
+    sources.write_text(yaml.safe_dump(config))
+    dag_like_run(Settings(db_url=db_url, sources_path=sources), "manual__maint")
+    pages = query(db_url, "SELECT count(*) FROM raw_pages")[0][0]
+    logged = query(db_url, "SELECT count(*) FROM crawl_log")[0][0]
+    assert pages > 0
+    # Nothing is old yet: retention keeps everything.
+    kept = monitor.maintenance(db_url, monitor.Retention(raw_pages_days=7, crawl_log_days=90, stale_hours=24))
+    assert (kept["raw_pages_deleted"], kept["crawl_log_deleted"]) == (0, 0)
+    assert "articles" in kept["analyzed"] and "source_runs" in kept["analyzed"]
+    assert [s["source"] for s in kept["stale_sources"]] == [BROKEN]
+    assert kept["stale_sources"][0]["last_outcome"] == "http_error"
+    # Age half of it: only processed pages and old log rows go, in batches.
+    query(db_url, "UPDATE raw_pages SET processed_at = now() - interval '10 days' WHERE raw_page_id % 2 = 0")
+    query(db_url, "UPDATE crawl_log SET attempted_at = now() - interval '100 days' WHERE request_kind = 'article'")
+    query(
+        db_url,
+        "UPDATE raw_pages SET processed_at = NULL, fetched_at = now() - interval '30 days' "
+        "WHERE raw_page_id = (SELECT max(raw_page_id) FROM raw_pages WHERE raw_page_id % 2 = 1)",
+    )
+    old_pages = query(db_url, "SELECT count(*) FROM raw_pages WHERE raw_page_id % 2 = 0")[0][0]
+    old_log = query(db_url, "SELECT count(*) FROM crawl_log WHERE request_kind = 'article'")[0][0]
+    assert monitor.purge_raw_pages(db_url, 7, batch=3) == old_pages
+    assert monitor.purge_crawl_log(db_url, 90, batch=5) == old_log
+    assert query(db_url, "SELECT count(*) FROM raw_pages")[0][0] == pages - old_pages
+    assert query(db_url, "SELECT count(*) FROM raw_pages WHERE processed_at IS NULL") == [(1,)]
+    assert query(db_url, "SELECT count(*) FROM crawl_log")[0][0] == logged - old_log
+    # Articles and their stories are never touched by retention.
+    assert query(db_url, "SELECT count(*) FROM articles WHERE cluster_id IS NULL") == [(0,)]
+
+
+def test_task_failure_line_is_one_line() -> None:
+    line = monitor.task_failure_line("news_ingest", "crawl_source[x]", 2, ValueError("bad\nsecond line"))
+    assert line == "newsdedup: news_ingest.crawl_source[x] failed (try 2): ValueError: bad"
+    assert "\n" not in monitor.task_failure_line("d", "t", None, None)
