@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: demo test venv lint bench pg-start pg-stop clean
+.PHONY: demo test venv lint bench pg-start pg-stop clean up down status
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,15 @@ lint: venv
 
 bench: venv
 	@bash scripts/bench.sh
+
+up: venv
+	@bash scripts/stack.sh up
+
+down:
+	@bash scripts/stack.sh down
+
+status:
+	@bash scripts/stack.sh status || true
 
 pg-start:
 	@scripts/pg.sh start

@@ -118,7 +118,7 @@ DEFAULT_ARGS = {
 def news_ingest():
     """Crawl every source, process and load, check, summarise, report."""
 
-    @task
+    @task(multiple_outputs=False)
     def begin() -> dict:
         """Migrate, sync the sources file and open the run."""
         db_url = _db_url()
@@ -133,7 +133,7 @@ def news_ingest():
         """List the sources to crawl, one mapped task each."""
         return run["sources"]
 
-    @task(map_index_template="{{ crawl_label }}", retries=1)
+    @task(map_index_template="{{ crawl_label }}", retries=1, multiple_outputs=False)
     def crawl_source(source_name: str, run: dict) -> dict:
         """Discover and fetch one source, record its result; fail when it failed too many runs in a row."""
         context = get_current_context()
@@ -151,7 +151,7 @@ def news_ingest():
             raise AirflowFailException(message)
         return report
 
-    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, multiple_outputs=False)
     def process_pages(run: dict) -> dict:
         """Extract, clean, store and deduplicate the staged pages; count the outcome per source."""
         db_url = _db_url()
@@ -159,7 +159,7 @@ def news_ingest():
         monitor.summarise_sources(db_url, run["run_id"])
         return processed
 
-    @task(map_index_template="{{ summary_line }}")
+    @task(map_index_template="{{ summary_line }}", multiple_outputs=False)
     def source_summary(source_name: str, run: dict) -> dict | None:
         """Name the task after what this run did with one source, and log it."""
         context = get_current_context()
@@ -168,7 +168,7 @@ def news_ingest():
         log.info("%s", context["summary_line"])
         return row
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[ARTICLES], retries=1)
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[ARTICLES], retries=1, multiple_outputs=False)
     def report() -> dict:
         """Close the run, publish its summary (log, DAG run note, Asset event); fail if any task failed."""
         context = get_current_context()

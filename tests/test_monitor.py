@@ -78,6 +78,14 @@ def test_first_run_summary_counts(runs: dict, site) -> None:
     assert sum(row["articles_new"] for row in first["sources"]) == expected
     assert sum(row["duplicates"] for row in first["sources"]) == first["copies_collapsed"]
     assert by_source[BROKEN]["status"] == "failed" and "404" in by_source[BROKEN]["error"]
+    # Credited like the dashboard: to the article's own source, each article once.
+    stored = dict(
+        query(
+            runs["settings"].db_url,
+            "SELECT s.name, count(*) FROM articles a JOIN sources s USING (source_id) GROUP BY 1",
+        )
+    )
+    assert {name: row["articles_new"] for name, row in by_source.items() if row["articles_new"]} == stored
 
 
 def test_second_run_is_not_modified_or_known(runs: dict) -> None:
@@ -194,6 +202,7 @@ def test_maintenance_retention_analyze_and_stale_sources(db_url: str, site, tmp_
     pages = query(db_url, "SELECT count(*) FROM raw_pages")[0][0]
     logged = query(db_url, "SELECT count(*) FROM crawl_log")[0][0]
     assert pages > 0
+    query(db_url, "UPDATE sources SET created_at = now() - interval '2 days'")  # configured long enough ago
     # Nothing is old yet: retention keeps everything.
     kept = monitor.maintenance(db_url, monitor.Retention(raw_pages_days=7, crawl_log_days=90, stale_hours=24))
     assert (kept["raw_pages_deleted"], kept["crawl_log_deleted"]) == (0, 0)

@@ -132,9 +132,12 @@ def summarise_sources(db_url: str, run_id: int) -> list[dict]:
         cur.execute(
             """
             WITH run AS (SELECT started_at FROM pipeline_runs WHERE run_id = %(run)s),
+            -- Articles this run's pages led to, credited to the article's own source (a page announced by
+            -- two sources is stored once).
             touched AS (
-                SELECT DISTINCT p.source_id, a.article_id, a.cluster_id, a.first_seen_at
-                FROM raw_pages p JOIN articles a ON a.url = p.url OR a.canonical_url = p.url
+                SELECT DISTINCT a.article_id, a.source_id, a.cluster_id, a.first_seen_at
+                FROM raw_pages p
+                JOIN articles a ON a.url = p.url OR a.canonical_url = p.url OR a.canonical_url = p.final_url
                 WHERE p.run_id = %(run)s
             ),
             outcome AS (
@@ -424,7 +427,7 @@ def analyze(db_url: str, tables: tuple[str, ...] = MAINTAINED_TABLES) -> list[st
 
 
 def stale_sources(db_url: str, hours: int) -> list[dict]:
-    """Enabled sources whose feed was not read successfully in the last `hours`, with their last error."""
+    """Enabled sources configured over `hours` ago whose feed was not read successfully since, with their last error."""
     with store.connect(db_url) as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(
             """
@@ -447,10 +450,11 @@ def stale_sources(db_url: str, hours: int) -> list[dict]:
             LEFT JOIN LATERAL (
                 SELECT failure_streak FROM source_runs r WHERE r.source_id = s.source_id ORDER BY run_id DESC LIMIT 1
             ) streak ON true
-            WHERE s.enabled AND (last_ok.at IS NULL OR last_ok.at < now() - make_interval(hours => %s))
+            WHERE s.enabled AND s.created_at < now() - make_interval(hours => %(hours)s)
+              AND (last_ok.at IS NULL OR last_ok.at < now() - make_interval(hours => %(hours)s))
             ORDER BY s.name
             """,
-            (hours,),
+            {"hours": hours},
         )
         return [_jsonable(dict(row)) for row in cur.fetchall()]
 
