@@ -44,7 +44,7 @@ from newsdedup.netguard import (
     resolve_checked,
     to_ascii_host,
 )
-from newsdedup.robots import MAX_ROBOTS_BYTES, RobotsCache
+from newsdedup.robots import MAX_ROBOTS_BYTES, RobotsCache, robots_origin
 
 try:
     import brotli  # type: ignore[import-not-found]
@@ -300,7 +300,7 @@ class HostThrottle:
 
 
 class HostHealth:
-    """Hosts to leave alone for a while: they asked for a long back-off, or keep failing."""
+    """Origins (scheme://host:port) to leave alone for a while: they asked for a long back-off, or keep failing."""
 
     def __init__(self, max_failures: int, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_failures = max_failures
@@ -310,32 +310,32 @@ class HostHealth:
         self._failures: dict[str, int] = {}
         self._closed: dict[str, tuple[float, str]] = {}
 
-    def closed(self, host: str) -> str | None:
-        """Why host must not be contacted now, or None."""
+    def closed(self, origin: str) -> str | None:
+        """Why origin must not be contacted now, or None."""
         with self._lock:
-            until, reason = self._closed.get(host, (0.0, ""))
+            until, reason = self._closed.get(origin, (0.0, ""))
             if until <= self._clock():
                 return None
             return f"{reason}; not contacted for another {until - self._clock():.0f} s"
 
-    def close(self, host: str, seconds: float, reason: str) -> None:
-        """Leave host alone for `seconds`."""
+    def close(self, origin: str, seconds: float, reason: str) -> None:
+        """Leave origin alone for `seconds`."""
         with self._lock:
-            self._closed[host] = (self._clock() + seconds, reason)
+            self._closed[origin] = (self._clock() + seconds, reason)
 
-    def record(self, host: str, result: FetchResult) -> None:
-        """Count consecutive transport failures of host; a response of any kind resets the count."""
+    def record(self, origin: str, result: FetchResult) -> None:
+        """Count consecutive transport failures of origin; a response of any kind resets the count."""
         with self._lock:
             if result.status is not None:
-                self._failures[host] = 0
+                self._failures[origin] = 0
                 return
             if result.outcome not in ("timeout", "connection_error"):
                 return
-            failures = self._failures[host] = self._failures.get(host, 0) + 1
+            failures = self._failures[origin] = self._failures.get(origin, 0) + 1
             if failures >= self.max_failures:
-                self._failures[host] = 0
+                self._failures[origin] = 0
                 reason = f"{failures} timeouts or connection errors in a row (last: {result.error_class})"
-                self._closed[host] = (self._clock() + self.cooldown, reason)
+                self._closed[origin] = (self._clock() + self.cooldown, reason)
 
 
 _SLOTS_LOCK = threading.Lock()
@@ -965,17 +965,18 @@ class Fetcher:
         """Learn from a finished fetch: consecutive failures, and Retry-After beyond what we wait for."""
         if result.outcome == "deferred":
             return
-        host = _host_key(result.final_url)
-        self.health.record(host, result)
+        # Back-off is per origin (one service on one port); the politeness gap is per host name.
+        origin = robots_origin(result.final_url)
+        self.health.record(origin, result)
         if result.retry_after is not None:
             if result.retry_after > MAX_RETRY_AFTER:
                 self.health.close(
-                    host,
+                    origin,
                     min(result.retry_after, MAX_HOST_BACKOFF),
                     f"HTTP {result.status} asked to retry after {result.retry_after:.0f} s",
                 )
             else:
-                self.throttle.defer(host, result.retry_after)
+                self.throttle.defer(_host_key(result.final_url), result.retry_after)
 
     def _attempt(self, start_url: str, original: str, call: _Call) -> FetchResult:
         """One attempt: follow redirects by hand, re-checking address and robots on every hop."""
@@ -1014,16 +1015,17 @@ class Fetcher:
         raise AssertionError("unreachable: the loop always returns")  # pragma: no cover
 
     def _preflight(self, original: str, url: str, call: _Call, deadline: _Deadline) -> FetchResult | None:
-        """Host health, address guard, robots.txt and politeness delay for one hop."""
+        """Origin health, address guard, robots.txt and politeness delay for one hop."""
         host = _host_key(url)
-        closed = self.health.closed(host)
+        origin = robots_origin(url)
+        closed = self.health.closed(origin)
         if closed is not None:
             return FetchResult(
                 url=original,
                 final_url=url,
                 outcome="deferred",
                 error_class="HostBackoff",
-                error_message=f"{host}: {closed}",
+                error_message=f"{origin}: {closed}",
             )
         try:
             check_url(url, self._networks)
