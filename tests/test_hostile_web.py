@@ -28,8 +28,9 @@ import psycopg2
 import pytest
 import yaml
 from newsdedup import pipeline
-from newsdedup.config import Settings
+from newsdedup.config import ConfigError, Settings
 from newsdedup.fetch import Fetcher, FetchPolicy
+from newsdedup.sources import Source
 
 from tests.httpfixtures import (
     LocalHTTPServer,
@@ -690,3 +691,25 @@ def test_json_feed_through_the_pipeline(world: World) -> None:
     world.bad.route("/page", static(TURKISH_HTML))
     report = world.crawl(url=world.bad.url("/feed.json"), kind="auto")
     assert report["failed"] is False and world.article_for("/page") is not None
+
+
+# ------------------------------------------------------------------ the run itself
+
+
+def test_a_crash_on_odd_input_fails_only_its_source(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_discover = pipeline.discover
+
+    def discover(source: Source, fetcher: Fetcher, **kwargs: object) -> object:
+        if source.name == "bad":
+            raise RecursionError("maximum recursion depth exceeded in a parser")
+        return real_discover(source, fetcher, **kwargs)
+
+    monkeypatch.setattr(pipeline, "discover", discover)
+    report = world.crawl()
+    assert report["failed"] is True and report["error"].startswith("RecursionError: maximum recursion depth")
+    assert world.row["failed_sources"] == ["bad"] and world.row["status"] == "partial"
+
+
+def test_a_lost_database_raises_so_the_task_is_retried() -> None:
+    with pytest.raises(ConfigError, match="cannot connect to the article database"):
+        pipeline.crawl_source(f"postgresql://postgres@127.0.0.1:{free_port()}/newsdedup", 1, "bad")
