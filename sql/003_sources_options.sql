@@ -15,3 +15,15 @@ ALTER TABLE sources ADD CONSTRAINT sources_kind_check
 ALTER TABLE crawl_log DROP CONSTRAINT IF EXISTS crawl_log_request_kind_check;
 ALTER TABLE crawl_log ADD CONSTRAINT crawl_log_request_kind_check
     CHECK (request_kind IN ('feed', 'article', 'extract', 'robots'));
+
+-- robots.txt copies shared by every crawl process (each Airflow task is one): used until they expire
+-- (NEWSDEDUP_ROBOTS_TTL), then revalidated with a conditional GET.
+CREATE TABLE IF NOT EXISTS robots_txt (
+    origin         text PRIMARY KEY,
+    verdict        text NOT NULL CHECK (verdict IN ('parsed', 'allow_all')),
+    reason         text NOT NULL,
+    body           text,
+    etag           text,
+    last_modified  text,
+    fetched_at     timestamptz NOT NULL
+);

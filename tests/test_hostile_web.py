@@ -713,3 +713,14 @@ def test_a_crash_on_odd_input_fails_only_its_source(world: World, monkeypatch: p
 def test_a_lost_database_raises_so_the_task_is_retried() -> None:
     with pytest.raises(ConfigError, match="cannot connect to the article database"):
         pipeline.crawl_source(f"postgresql://postgres@127.0.0.1:{free_port()}/newsdedup", 1, "bad")
+
+
+def test_robots_txt_is_shared_between_runs(world: World) -> None:
+    # The baseline run read the good site's robots.txt; this run's new Fetcher reuses the stored copy.
+    world.serve_feed("/page")
+    world.bad.route("/page", static(TURKISH_HTML))
+    world.crawl()
+    assert world.good.hits("/robots.txt") == 1
+    assert [r for r in world.log("good") if r.request_kind == "robots"] == []
+    stored = world.query("SELECT origin, verdict FROM robots_txt ORDER BY origin")
+    assert stored == [(world.good.base_url, "parsed"), (world.bad.base_url, "allow_all")]

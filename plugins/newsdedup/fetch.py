@@ -44,7 +44,7 @@ from newsdedup.netguard import (
     resolve_checked,
     to_ascii_host,
 )
-from newsdedup.robots import MAX_ROBOTS_BYTES, RobotsCache, robots_origin
+from newsdedup.robots import MAX_ROBOTS_BYTES, RobotsCache, RobotsStore, robots_origin
 
 try:
     import brotli  # type: ignore[import-not-found]
@@ -810,7 +810,7 @@ class Fetcher:
     flight across the whole process are capped by a semaphore (`max_connections`).
     """
 
-    def __init__(self, policy: FetchPolicy | None = None) -> None:
+    def __init__(self, policy: FetchPolicy | None = None, robots_store: RobotsStore | None = None) -> None:
         self.policy = policy or FetchPolicy()
         self._networks = parse_networks(self.policy.allow_networks)
         self._session = requests.Session()
@@ -830,7 +830,9 @@ class Fetcher:
         self.throttle = HostThrottle(self.policy.min_host_delay)
         self.health = HostHealth(self.policy.max_host_failures, self.policy.host_cooldown)
         self.slots = connection_slots(self.policy.max_connections)
-        self.robots = RobotsCache(self._fetch_robots_txt, self.policy.user_agent, self.policy.robots_ttl)
+        self.robots = RobotsCache(
+            self._fetch_robots_txt, self.policy.user_agent, self.policy.robots_ttl, store=robots_store
+        )
         self._sleep: Callable[[float], None] = time.sleep
 
     def __enter__(self) -> Fetcher:
@@ -893,10 +895,17 @@ class Fetcher:
         result.elapsed_ms = int((time.monotonic() - started) * 1000)
         return result
 
-    def _fetch_robots_txt(self, robots_url: str) -> FetchResult:
-        """Fetch robots.txt through the same guarded, throttled client (no robots check)."""
+    def _fetch_robots_txt(
+        self, robots_url: str, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
+        """Fetch robots.txt (conditionally) through the same guarded, throttled client (no robots check)."""
         started = time.monotonic()
-        result = self._fetch(robots_url, _Call({"Accept": "text/plain,*/*;q=0.5"}, for_robots=True))
+        headers = {"Accept": "text/plain,*/*;q=0.5"}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        result = self._fetch(robots_url, _Call(headers, for_robots=True))
         result.elapsed_ms = int((time.monotonic() - started) * 1000)
         return result
 

@@ -71,6 +71,9 @@ def crawl_source(db_url: str, run_id: int, source_name: str, fetcher: Fetcher | 
     """
     own_fetcher = fetcher is None
     fetcher = fetcher or Fetcher(FetchPolicy.from_env())
+    if fetcher.robots.store is None:
+        # Every crawl process of the deployment shares one robots.txt copy per origin.
+        fetcher.robots.store = store.RobotsTable(db_url)
     counts: Counter[str] = Counter()
     report: dict = {"source": source_name, "failed": False, "error": None}
     try:

@@ -1,4 +1,11 @@
-"""robots.txt cache: one parsed file per scheme+host, fetched through the guarded client."""
+"""robots.txt cache: one parsed file per origin (scheme://host:port), fetched through the guarded client.
+
+Two levels: rules in memory for this process, and optionally a shared store (the `robots_txt` table)
+so that every process of a deployment (each Airflow task is one) reuses one copy until it expires and
+then asks again with a conditional GET. Only files that were read (or found missing) are shared; an
+unreachable robots.txt means "stay away" in this process only, and a shared copy younger than a day
+is used instead when there is one (RFC 9309, section 2.4).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 # stdlib parser: no extra dependency, and parse() accepts text we fetched ourselves, so the
@@ -21,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 MAX_ROBOTS_BYTES = 512 * 1024  # Google reads at most 500 KiB of robots.txt
 MAX_CRAWL_DELAY = 60.0  # a hostile Crawl-delay must not park a worker for hours
+MAX_STALE = 24 * 3600.0  # an unreachable robots.txt may be replaced by a copy this old (RFC 9309)
 
 
 @dataclass
@@ -41,6 +49,29 @@ class RobotsRules:
         if self.verdict == "disallow_all":
             return False
         return self.parser.can_fetch(agent, url)
+
+
+@dataclass
+class StoredRobots:
+    """A robots.txt copy as shared between processes."""
+
+    origin: str
+    verdict: str  # 'parsed' | 'allow_all'
+    reason: str
+    body: str | None
+    etag: str | None
+    last_modified: str | None
+    fetched_at: float  # wall-clock seconds (time.time())
+
+
+class RobotsStore(Protocol):
+    """Where robots.txt copies are shared (newsdedup.store.RobotsTable keeps them in PostgreSQL)."""
+
+    def load(self, origin: str) -> StoredRobots | None:
+        """Return the stored copy for origin, if any."""
+
+    def save(self, robots: StoredRobots) -> None:
+        """Store (replace) the copy for robots.origin."""
 
 
 def robots_origin(url: str) -> str:
@@ -64,11 +95,8 @@ def product_token(user_agent: str) -> str:
 def rules_from_result(origin: str, result: FetchResult, now: float) -> RobotsRules:
     """Turn a robots.txt fetch result into rules, following Google's documented error handling."""
     if result.outcome == "ok":
-        body = result.body or b""
-        text = body.decode("utf-8", errors="replace").lstrip("\ufeff")
-        parser = RobotFileParser()
-        parser.parse(text.splitlines())
-        return RobotsRules(origin, "parsed", f"HTTP {result.status}", now, parser=parser)
+        text = (result.body or b"").decode("utf-8", errors="replace")
+        return parsed_rules(origin, text, f"HTTP {result.status}", now)
     status = result.status
     if result.outcome == "http_error" and status is not None and 400 <= status < 500 and status != 429:
         return RobotsRules(origin, "allow_all", f"robots.txt HTTP {status}: no rules", now)
@@ -79,20 +107,36 @@ def rules_from_result(origin: str, result: FetchResult, now: float) -> RobotsRul
     return RobotsRules(origin, "disallow_all", f"robots.txt unavailable ({detail})", now)
 
 
+def parsed_rules(origin: str, text: str, reason: str, now: float) -> RobotsRules:
+    """Rules from the text of a robots.txt file."""
+    parser = RobotFileParser()
+    parser.parse(text.lstrip("\ufeff").splitlines())
+    return RobotsRules(origin, "parsed", reason, now, parser=parser)
+
+
+def _text_of(result: FetchResult) -> str | None:
+    """The robots.txt text of a successful fetch."""
+    return (result.body or b"").decode("utf-8", errors="replace") if result.outcome == "ok" else None
+
+
 class RobotsCache:
     """Thread-safe robots.txt cache with TTL; each origin is fetched at most once at a time."""
 
     def __init__(
         self,
-        fetch: Callable[[str], FetchResult],
+        fetch: Callable[..., FetchResult],
         user_agent: str,
         ttl: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
+        store: RobotsStore | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
-        self._fetch = fetch
+        self._fetch = fetch  # fetch(url, etag=None, last_modified=None) -> FetchResult
         self.agent = product_token(user_agent)
         self.ttl = ttl
+        self.store = store
         self._clock = clock
+        self._wall = wall
         self._lock = threading.Lock()
         self._rules: dict[str, RobotsRules] = {}
         self._origin_locks: dict[str, threading.Lock] = {}
@@ -121,8 +165,7 @@ class RobotsCache:
                 rules = self._cached(origin)
             if rules is not None:
                 return rules, None
-            result = self._fetch(f"{origin}/robots.txt")
-            rules = rules_from_result(origin, result, self._clock())
+            rules, result = self._refresh(origin)
             if rules.verdict == "parsed":
                 delay = rules.parser.crawl_delay(self.agent)
                 if delay is not None:
@@ -131,6 +174,62 @@ class RobotsCache:
             with self._lock:
                 self._rules[origin] = rules
         return rules, result
+
+    def _refresh(self, origin: str) -> tuple[RobotsRules, FetchResult | None]:
+        """Rules from a fresh shared copy, else from a (conditional) fetch, sharing what was learnt."""
+        stored = self._load(origin)
+        age = self._wall() - stored.fetched_at if stored is not None else None
+        if stored is not None and age is not None and 0 <= age < self.ttl:
+            return self._from_stored(stored, self._clock() - age, f"{stored.reason}, shared copy"), None
+        result = self._fetch(
+            f"{origin}/robots.txt",
+            etag=stored.etag if stored else None,
+            last_modified=stored.last_modified if stored else None,
+        )
+        now = self._clock()
+        if result.outcome == "not_modified" and stored is not None:
+            stored.fetched_at = self._wall()
+            stored.etag = result.etag or stored.etag
+            stored.last_modified = result.last_modified or stored.last_modified
+            self._save(stored)
+            return self._from_stored(stored, now, "HTTP 304, unchanged"), result
+        rules = rules_from_result(origin, result, now)
+        if rules.verdict == "disallow_all":
+            if stored is not None and age is not None and age < MAX_STALE:
+                reason = f"{rules.reason}; using the copy from {age / 60:.0f} min ago"
+                return self._from_stored(stored, now, reason), result
+            return rules, result
+        text = _text_of(result)
+        self._save(
+            StoredRobots(origin, rules.verdict, rules.reason, text, result.etag, result.last_modified, self._wall())
+        )
+        return rules, result
+
+    def _from_stored(self, stored: StoredRobots, fetched_at: float, reason: str) -> RobotsRules:
+        if stored.verdict == "parsed":
+            return parsed_rules(stored.origin, stored.body or "", reason, fetched_at)
+        return RobotsRules(stored.origin, "allow_all", reason, fetched_at)
+
+    def _load(self, origin: str) -> StoredRobots | None:
+        """The shared copy, or None (also when the store fails: robots.txt is then simply fetched)."""
+        if self.store is None:
+            return None
+        try:
+            return self.store.load(origin)
+        except Exception:  # the shared copy is an optimisation; never let it stop a crawl
+            logger.warning("cannot read shared robots.txt copies; this process keeps its own", exc_info=True)
+            self.store = None
+            return None
+
+    def _save(self, robots: StoredRobots) -> None:
+        """Share a copy; failures only cost a later re-fetch."""
+        if self.store is None:
+            return
+        try:
+            self.store.save(robots)
+        except Exception:
+            logger.warning("cannot share robots.txt copies; this process keeps its own", exc_info=True)
+            self.store = None
 
     def allowed(self, url: str) -> bool:
         """True when our user agent may fetch url."""
@@ -141,6 +240,6 @@ class RobotsCache:
         return self.rules_for(url).crawl_delay
 
     def clear(self) -> None:
-        """Forget every cached robots.txt."""
+        """Forget every robots.txt cached in memory."""
         with self._lock:
             self._rules.clear()

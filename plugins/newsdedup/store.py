@@ -15,6 +15,7 @@ import psycopg2.extras
 from psycopg2.extensions import connection as Connection
 
 from newsdedup.config import ConfigError
+from newsdedup.robots import StoredRobots
 from newsdedup.sources import Source
 from newsdedup.urls import url_variants
 
@@ -158,6 +159,43 @@ def save_source_state(
             "WHERE source_id = %s",
             (etag, last_modified, psycopg2.extras.Json(child_validators or {}), source_id),
         )
+
+
+class RobotsTable:
+    """The shared robots.txt copies (table robots_txt): a newsdedup.robots.RobotsStore in PostgreSQL."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+
+    def load(self, origin: str) -> StoredRobots | None:
+        """Return the stored copy for origin, if any."""
+        with connect(self.db_url) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT origin, verdict, reason, body, etag, last_modified, extract(epoch FROM fetched_at) "
+                "FROM robots_txt WHERE origin = %s",
+                (origin,),
+            )
+            row = cur.fetchone()
+        return StoredRobots(*row[:6], float(row[6])) if row else None
+
+    def save(self, robots: StoredRobots) -> None:
+        """Store (replace) the copy for robots.origin."""
+        with connect(self.db_url) as conn, conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO robots_txt (origin, verdict, reason, body, etag, last_modified, fetched_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, to_timestamp(%s)) ON CONFLICT (origin) DO UPDATE SET "
+                "verdict = EXCLUDED.verdict, reason = EXCLUDED.reason, body = EXCLUDED.body, etag = EXCLUDED.etag, "
+                "last_modified = EXCLUDED.last_modified, fetched_at = EXCLUDED.fetched_at",
+                (
+                    robots.origin,
+                    robots.verdict,
+                    robots.reason,
+                    (robots.body or None) and robots.body.replace("\x00", ""),
+                    robots.etag,
+                    robots.last_modified,
+                    robots.fetched_at,
+                ),
+            )
 
 
 def start_run(conn: Connection, run_key: str, trigger: str, sources_total: int) -> int:
