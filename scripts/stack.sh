@@ -9,7 +9,7 @@
 #   env     the environment the components get (for tests and for comparing with docker-compose.yml).
 # Settings: NEWSDEDUP_API_PORT (8080), AIRFLOW_HOME (.airflow), NEWSDEDUP_STACK_DIR ($AIRFLOW_HOME/stack),
 # NEWSDEDUP_PGHOME (see scripts/pg.sh), NEWSDEDUP_SOURCES (else config/sources.yaml if it enables a source,
-# else the demo site).
+# else the demo site), NEWSDEDUP_STACK_DEMO=1 (the demo site whatever is configured).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -41,19 +41,26 @@ stack_env() {
 # Which sources the DAG crawls: NEWSDEDUP_SOURCES, else config/sources.yaml when it enables a source,
 # else the demo site's (written when the site starts). Sets sources_mode.
 choose_sources() {
-  if [ -n "${NEWSDEDUP_SOURCES:-}" ]; then
+  if [ "${NEWSDEDUP_STACK_DEMO:-0}" = 1 ]; then
+    unset NEWSDEDUP_SOURCES
+    use_demo_sources "demo site (NEWSDEDUP_STACK_DEMO=1)"
+  elif [ -n "${NEWSDEDUP_SOURCES:-}" ]; then
     sources_mode="given ($NEWSDEDUP_SOURCES)"
   elif [ "$($PY -c 'from newsdedup.sources import load_sources; from pathlib import Path
 print(sum(s.enabled for s in load_sources(Path("config/sources.yaml"))))' 2>/dev/null || echo 0)" -gt 0 ]; then
     export NEWSDEDUP_SOURCES=$repo/config/sources.yaml
     sources_mode="config/sources.yaml"
   else
-    export NEWSDEDUP_SOURCES=$state/demo-sources.yaml
-    # The demo site is on this machine: lift the address guard for loopback, no politeness delay.
-    export NEWSDEDUP_ALLOW_NETWORKS=127.0.0.0/8
-    export NEWSDEDUP_MIN_HOST_DELAY=0
-    sources_mode="demo site (config/sources.yaml enables no source)"
+    use_demo_sources "demo site (config/sources.yaml enables no source)"
   fi
+}
+
+use_demo_sources() {
+  export NEWSDEDUP_SOURCES=$state/demo-sources.yaml
+  # The demo site is on this machine: lift the address guard for loopback, no politeness delay.
+  export NEWSDEDUP_ALLOW_NETWORKS=127.0.0.0/8
+  export NEWSDEDUP_MIN_HOST_DELAY=0
+  sources_mode=$1
 }
 
 # PID files hold "pid starttime": a recycled PID is never mistaken for ours.
@@ -77,18 +84,27 @@ start_component() {
   echo "$name started (pid $pid, log $state/logs/$name.log)"
 }
 
-stop_component() {
-  local name=$1 pid
-  if ! alive "$name"; then rm -f "$state/$name.pid"; return; fi
-  pid=$(pid_of "$name")
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 60); do alive "$name" || break; sleep 0.5; done
-  if alive "$name"; then
-    echo "$name (pid $pid) did not stop in 30 s: killing it"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$state/$name.pid"
-  echo "$name stopped (pid $pid)"
+# Stop components: SIGTERM to each one's process group at once, then wait; SIGKILL what is left after 30 s.
+stop_components() {
+  local name pid stopping=()
+  for name in "$@"; do
+    if alive "$name"; then
+      kill -TERM -- "-$(pid_of "$name")" 2>/dev/null || kill -TERM "$(pid_of "$name")" 2>/dev/null || true
+      stopping+=("$name")
+    else
+      rm -f "$state/$name.pid"
+    fi
+  done
+  for name in "${stopping[@]}"; do
+    pid=$(pid_of "$name")
+    for _ in $(seq 60); do alive "$name" || break; sleep 0.5; done
+    if alive "$name"; then
+      echo "$name (pid $pid) did not stop in 30 s: killing it"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$state/$name.pid"
+    echo "$name stopped (pid $pid)"
+  done
 }
 
 port_free() {
@@ -157,10 +173,11 @@ up() {
   say "Airflow 3.3 (LocalExecutor, parallelism $AIRFLOW__CORE__PARALLELISM)"
   env | grep -E '^(AIRFLOW|NEWSDEDUP|PYTHONPATH|PG_PORT)' | sort > "$state/env"
   start_component api-server airflow api-server
-  start_component scheduler airflow scheduler --skip-serve-logs
   start_component dag-processor airflow dag-processor
   start_component triggerer airflow triggerer --skip-serve-logs
+  # Tasks report to the API server's execution API: schedule nothing before it answers.
   "$PY" scripts/stack_api.py wait-health --timeout 180 || { tail -n 20 "$state/logs/api-server.log" >&2; exit 1; }
+  start_component scheduler airflow scheduler --skip-serve-logs
   "$PY" scripts/stack_api.py wait-dag "${dags[@]}" --timeout 180
   "$PY" scripts/stack_api.py kickoff news_ingest
   cat <<MSG
@@ -176,8 +193,10 @@ down() {
   local any=0
   for name in triggerer dag-processor scheduler api-server demo-site; do
     if [ -f "$state/$name.pid" ]; then any=1; fi
-    stop_component "$name"
   done
+  # The scheduler first (it runs the tasks), then the rest together.
+  stop_components scheduler
+  stop_components triggerer dag-processor api-server demo-site
   if [ -f "$state/pg.started" ]; then
     scripts/pg.sh stop
     rm -f "$state/pg.started"
