@@ -276,6 +276,8 @@ class _Handler(BaseHTTPRequestHandler):
                 number = -1
             g = corpus.article(host, number)
             if 0 <= number < upto and g < corpus.articles:
+                if self.state["delay"]:
+                    time.sleep(self.state["delay"])
                 return self._send(200, "text/html; charset=utf-8", article_html(corpus, g, base).encode())
         self._send(404, "text/plain", b"not found")
 
@@ -290,9 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet."""
 
 
-def serve(articles: int, hosts: int, port: int, feed_size: int) -> None:
-    """Serve every host on 127.0.0.<h+1>:port until SIGTERM."""
-    _Handler.state = {"corpus": Corpus(articles, hosts), "upto": 0, "feed_size": feed_size}
+def serve(articles: int, hosts: int, port: int, feed_size: int, delay_ms: int = 0) -> None:
+    """Serve every host on 127.0.0.<h+1>:port until SIGTERM; article pages take at least `delay_ms`."""
+    _Handler.state = {"corpus": Corpus(articles, hosts), "upto": 0, "feed_size": feed_size, "delay": delay_ms / 1000}
     servers = []
     for h in range(hosts):
         server = _Server((f"127.0.0.{h + 1}", port), _Handler)
@@ -325,12 +327,13 @@ def _free_port(hosts: int) -> int:
 class Site:
     """The generated site in a subprocess (so its CPU use is not the pipeline's GIL's)."""
 
-    def __init__(self, articles: int, hosts: int, feed_size: int) -> None:
+    def __init__(self, articles: int, hosts: int, feed_size: int, delay_ms: int = 0) -> None:
         """Start the server and wait until it listens."""
+        self.corpus = Corpus(articles, hosts)
         self.hosts, self.port = hosts, _free_port(hosts)
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "serve", "--articles", str(articles), "--hosts", str(hosts),
-             "--port", str(self.port), "--feed-size", str(feed_size)],
+             "--port", str(self.port), "--feed-size", str(feed_size), "--delay-ms", str(delay_ms)],
             stdout=subprocess.PIPE, text=True,
         )
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
@@ -351,6 +354,12 @@ class Site:
         for h in range(self.hosts):
             lines += [f"  - name: host{h:02d}", f"    url: {self.base(h)}/feed.xml", "    kind: rss"]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def story_of_url(self, url: str) -> int:
+        """Ground truth: the story id of an article URL of this site."""
+        parts = urlsplit(url)
+        host = int((parts.hostname or "").rsplit(".", 1)[1]) - 1
+        return self.corpus.story_of(self.corpus.article(host, int(parts.path[6:-5])))
 
     def stop(self) -> None:
         """Stop the server."""
@@ -570,13 +579,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10, help="publishing rounds, one pipeline run each")
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--feed-size", type=int, default=100, help=argparse.SUPPRESS)
+    parser.add_argument("--delay-ms", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL cluster afterwards")
     args = parser.parse_args(argv)
     if not 1 <= args.hosts <= 250:
         parser.error("--hosts must be between 1 and 250 (addresses 127.0.0.1-250)")
     if args.mode == "serve":
-        serve(args.articles, args.hosts, args.port, args.feed_size)
+        serve(args.articles, args.hosts, args.port, args.feed_size, args.delay_ms)
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     results = run_load(args.articles, args.hosts, args.runs, args.keep)

@@ -248,13 +248,13 @@ def run_once(settings: Settings, *, run_key: str | None = None, progress: bool =
     Pages are processed while the sources are still being crawled; steps that hit a transient
     database failure (a restart, say) are retried, as Airflow retries the DAG's tasks.
     """
+    process_settings = process.ProcessSettings.from_env()  # settings first: a bad one writes nothing
+    policy = FetchPolicy.from_env()
     sync_sources(settings)
     run = begin_run(settings.db_url, run_key or f"cli__{uuid.uuid4().hex[:12]}", "cli")
     db_url, run_id = settings.db_url, run["run_id"]
-    process_settings = process.ProcessSettings.from_env()
     retry_seconds = process_settings.db_retry_seconds
     bar = _progress_bar(progress, len(run["sources"]), "sources")
-    policy = FetchPolicy.from_env()
     with Fetcher(policy) as fetcher, ThreadPoolExecutor(max_workers=4) as pool:
         futures = [
             pool.submit(process.retrying(retry_seconds, f"crawl {name}"), crawl_source, db_url, run_id, name, fetcher)

@@ -13,7 +13,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
+import threading
 import time
+import types
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -73,6 +76,13 @@ _LOCK_PAGES = (
     "WHERE raw_page_id = ANY(%s) AND processed_at IS NULL FOR UPDATE SKIP LOCKED"
 )
 _PENDING = "SELECT count(*) FROM raw_pages WHERE run_id = %s AND processed_at IS NULL"
+# A source whose pages yielded no article this run reads its feed in full next run (no 304), so
+# the pages are fetched again once the site is repaired: the known-URL filter skips stored ones.
+_FORGET_VALIDATORS = (
+    "UPDATE sources SET etag = NULL, last_modified = NULL, child_validators = '{}'::jsonb "
+    "WHERE source_id IN (SELECT source_id FROM crawl_log WHERE run_id = %s AND request_kind = 'extract') "
+    "AND (etag IS NOT NULL OR last_modified IS NOT NULL OR child_validators <> '{}'::jsonb)"
+)
 
 # SQLSTATEs that say nothing about the data: the same transaction can succeed later.
 _TRANSIENT_STATES = frozenset({"40001", "40P01", "53300", "55P03", "57P01", "57P02", "57P03"})
@@ -183,6 +193,38 @@ def extract_pages(pages: Sequence[dict]) -> list[Extracted]:
     return [extract_page(page) for page in pages]
 
 
+def _watch_parent(pid: int) -> None:
+    """In a worker: exit when the process that started the pool is gone (killed, say).
+
+    A killed parent never sends the pool's shutdown; the workers would wait on their queue for ever and
+    keep the fork server alive with them.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # the id now belongs to another user's process
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+@contextmanager
+def _without_main_module() -> Iterator[None]:
+    """Hide the __main__ module from multiprocessing while worker processes are started."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 class _Extractor:
     """Runs extract_pages in this process, or in a pool of worker processes with a time limit per page.
 
@@ -205,12 +247,19 @@ class _Extractor:
             self.pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        """A pool whose workers are forked from a clean server process, not from this (threaded) one."""
+        """Worker processes forked from a clean server process (not from this threaded one), all started now."""
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
         if method == "forkserver":
             context.set_forkserver_preload(["newsdedup.process"])
-        return ProcessPoolExecutor(self.workers, mp_context=context, max_tasks_per_child=2000)
+        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),))
+        with _without_main_module():
+            # A new worker imports the caller's __main__ script (an Airflow CLI, a user's script with
+            # no main guard); started here, under a stand-in, each one only imports this module.
+            warm = [pool.submit(os.getpid) for _ in range(self.workers)]
+        for future in warm:
+            future.result(timeout=120)
+        return pool
 
     def submit(self, pages: list[dict]) -> Callable[[], list[Extracted]]:
         """Start extracting pages; return a function that waits for the results (in page order)."""
@@ -435,7 +484,14 @@ def process_pages(
     pending = retry(_pending, db_url, run_id)
     with _extractor(settings, pending) as extractor:
         _drain(db_url, run_id, extractor, settings, retry, progress, more)
+    retry(_forget_validators, db_url, run_id)
     return retry(run_counts, db_url, run_id)
+
+
+def _forget_validators(db_url: str, run_id: int) -> None:
+    """Make sources with pages that yielded no article read their feed in full next time."""
+    with store.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(_FORGET_VALIDATORS, (run_id,))
 
 
 def _drain(
