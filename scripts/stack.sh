@@ -125,6 +125,8 @@ admin_password() {
 }
 
 up() {
+  local started_at
+  started_at=$(date -u +%Y-%m-%dT%H:%M:%S)
   mkdir -p "$state/logs"
   chmod 700 "$state"
   say "PostgreSQL"
@@ -179,7 +181,7 @@ up() {
   "$PY" scripts/stack_api.py wait-health --timeout 180 || { tail -n 20 "$state/logs/api-server.log" >&2; exit 1; }
   start_component scheduler airflow scheduler --skip-serve-logs
   "$PY" scripts/stack_api.py wait-dag "${dags[@]}" --timeout 180
-  "$PY" scripts/stack_api.py kickoff news_ingest
+  "$PY" scripts/stack_api.py kickoff news_ingest --since "$started_at"
   cat <<MSG
 
 Airflow UI:   http://127.0.0.1:$api_port/   (DAG news_ingest; dashboard: "newsdedup" in the menu)

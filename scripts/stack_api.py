@@ -86,15 +86,16 @@ def runs(api: Api, dag_id: str, limit: int = 5) -> list[dict]:
     return body.get("dag_runs", []) if status == 200 else []
 
 
-def kickoff(api: Api, dag_id: str, grace: float) -> str:
-    """Unpause the DAG; if the scheduler starts no run within `grace` seconds, trigger one. Return its id."""
+def kickoff(api: Api, dag_id: str, grace: float, since: str) -> str:
+    """Unpause the DAG; unless the scheduler queues a run (after `since`, ISO UTC) within `grace` s, trigger one."""
     status, body = api.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
     if status != 200:
         raise SystemExit(f"stack: could not unpause {dag_id}: HTTP {status} {body}")
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if found := runs(api, dag_id, 1):
-            return f"{found[0]['dag_run_id']} ({found[0]['run_type']}, {found[0]['state']})"
+        for run in runs(api, dag_id, 5):
+            if (run.get("queued_at") or "") >= since:  # ISO timestamps in UTC compare as text
+                return f"{run['dag_run_id']} ({run['run_type']}, {run['state']})"
         time.sleep(1)
     status, body = api.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})
     if status not in (200, 201):
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["wait-health", "wait-dag", "kickoff", "status"])
     parser.add_argument("dag_ids", nargs="*", default=["news_ingest"])
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--since", default="", help="kickoff: only runs queued after this ISO UTC time count")
     args = parser.parse_args(argv)
     api = Api(
         f"http://127.0.0.1:{os.environ.get('AIRFLOW__API__PORT', '8080')}",
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             wait_dag(api, dag_id, args.timeout)
     elif args.command == "kickoff":
         for dag_id in args.dag_ids:
-            print(f"{dag_id}: unpaused, run {kickoff(api, dag_id, grace=min(args.timeout, 15))}")
+            run = kickoff(api, dag_id, grace=min(args.timeout, 15), since=args.since)
+            print(f"{dag_id}: unpaused, run {run}")
     else:
         show_status(api, args.dag_ids)
     return 0

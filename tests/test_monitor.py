@@ -232,3 +232,22 @@ def test_task_failure_line_is_one_line() -> None:
     line = monitor.task_failure_line("news_ingest", "crawl_source[x]", 2, ValueError("bad\nsecond line"))
     assert line == "newsdedup: news_ingest.crawl_source[x] failed (try 2): ValueError: bad"
     assert "\n" not in monitor.task_failure_line("d", "t", None, None)
+
+
+def test_dashboard_page_escapes_stored_text_and_draws_charts(runs: dict) -> None:
+    import newsdedup_dashboard as ui
+
+    data = monitor.dashboard(runs["settings"].db_url)
+    story = dict(data["latest_stories"][0], title="<script>alert(1)</script>", url="javascript:alert(1)")
+    story["copies"] = [dict(story["copies"][0], title="<img src=x onerror=alert(1)>", source="<b>")]
+    data["latest_stories"] = [story]
+    data["recent_errors"].insert(0, dict(data["recent_errors"][0], error_message="</td><script>x</script>"))
+    page = ui.render_page(data)
+    assert "<script" not in page and "<img" not in page and "javascript:" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("<svg") == 3
+    assert f"<div class='n'>{data['totals']['articles']}</div>" in page
+    for source, points in data["duplicate_rate"]["series"].items():
+        assert source in page and len(points) >= 1
+    assert ui.line_chart({}).count("no articles yet") == 1
+    assert ui.bar_chart([], "empty").count("no stories yet") == 1
