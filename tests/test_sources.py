@@ -415,3 +415,18 @@ def test_known_urls_match_www_and_scheme_variants(db_url: str) -> None:
         "https://www.example.com/feed-b": datetime(2026, 3, 2, tzinfo=UTC),
         "http://www.example.com/b": datetime(2026, 3, 2, tzinfo=UTC),
     }
+
+
+def test_outcomes_kinds_and_fields_are_documented() -> None:
+    from newsdedup.fetch import OUTCOMES
+    from newsdedup.sources import _FIELDS, KINDS
+
+    repo = Path(__file__).resolve().parents[1]
+    schema = (repo / "docs" / "schema.md").read_text(encoding="utf-8")
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    for outcome in [*OUTCOMES, "extract_failed"]:
+        assert f"`{outcome}`" in schema, outcome
+    for kind in KINDS:
+        assert f"`{kind}`" in schema and kind in readme, kind
+    for name in _FIELDS:
+        assert f"| `{name}` |" in readme, name
