@@ -19,7 +19,7 @@ import time
 import types
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -40,6 +40,7 @@ from newsdedup.extract import extract
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
+MAX_TEXT_CHARS = 150_000  # about 25,000 words
 
 # Processing counters of pipeline_runs, added to the run's row in each batch's transaction.
 COUNTERS = (
@@ -119,7 +120,7 @@ class ProcessSettings:
     pool_min_pages: int = 200  # below this, starting worker processes costs more than it saves
     prefetch: int = 2  # batches extracted ahead while one is loaded
     db_retry_seconds: int = 120
-    page_timeout: int = 60  # seconds one page may take in a worker before it is given up
+    page_timeout: float = 60  # seconds one page may take in a worker before it is given up
 
     @classmethod
     def from_env(cls) -> ProcessSettings:
@@ -167,8 +168,16 @@ def extract_page(page: dict) -> Extracted:
     """Extract and clean one raw page; any failure becomes a record, never an exception."""
     try:
         found = extract(page["html"], page["final_url"], language_hint=page["source_language"])
+        if len(found.text) > MAX_TEXT_CHARS:
+            # Longer than any news article (a list or archive page); cleaning such text costs minutes.
+            return Extracted(page["raw_page_id"], failure=_failure(
+                page, "ExtractionError", f"{len(found.text):,} characters of text: longer than an article "
+                f"(limit {MAX_TEXT_CHARS:,})"))
         title = _no_nul(found.title) or _no_nul(page["feed_title"]) or ""
         cleaned = clean_article(_no_nul(found.title) or "", _no_nul(found.text) or "")
+        if not cleaned.text.strip():
+            return Extracted(page["raw_page_id"], failure=_failure(
+                page, "ExtractionError", "the page's text only repeats its headline"))
     except RecursionError:
         return Extracted(page["raw_page_id"], failure=_failure(page, "RecursionError", "the page is nested too deeply"))
     except Exception as exc:  # noqa: BLE001 - one bad page must not stop the run; it is recorded
@@ -191,6 +200,21 @@ def extract_page(page: dict) -> Extracted:
 def extract_pages(pages: Sequence[dict]) -> list[Extracted]:
     """Extract a chunk of pages (the unit of work sent to a worker process)."""
     return [extract_page(page) for page in pages]
+
+
+_PRELOAD = ["trafilatura", "lxml.html", "bs4", "htmldate", "courlan", "py3langid", "numpy", "datasketch", "psycopg2"]
+_WARM_PAGE = (
+    "<html><head><title>Warm-up</title></head><body><article><p>"
+    + "The harbour ferry runs a new timetable from Monday, the operator said in a statement. " * 4
+    + "</p></article></body></html>"
+)
+
+
+def _start_worker(pid: int) -> None:
+    """In a new worker: watch the parent, and extract one page so lazy models (language ids) are loaded."""
+    _watch_parent(pid)
+    extract_page({"raw_page_id": 0, "source_id": None, "url": "http://127.0.0.1/", "final_url": "http://127.0.0.1/",
+                  "html": _WARM_PAGE, "feed_title": None, "feed_published": None, "source_language": None})
 
 
 def _watch_parent(pid: int) -> None:
@@ -237,6 +261,7 @@ class _Extractor:
         self.page_timeout = settings.page_timeout
         self.pool_min_pages = max(settings.pool_min_pages, 1)
         self.seen = 0
+        self.generation = 0
         self.pool: ProcessPoolExecutor | None = None
         self._want(pending)
 
@@ -251,8 +276,10 @@ class _Extractor:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
         if method == "forkserver":
-            context.set_forkserver_preload(["newsdedup.process"])
-        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),))
+            # Python 3.11's fork server ignores the caller's sys.path (plugins/ may not be on its own):
+            # the heavy third-party imports are preloaded by name so that each worker only adds ours.
+            context.set_forkserver_preload(["newsdedup.process", *_PRELOAD])
+        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),))
         with _without_main_module():
             # A new worker imports the caller's __main__ script (an Airflow CLI, a user's script with
             # no main guard); started here, under a stand-in, each one only imports this module.
@@ -268,31 +295,39 @@ class _Extractor:
             return lambda: extract_pages(pages)
         size = max(1, min(16, -(-len(pages) // (self.workers * 2))))
         chunks = [pages[i : i + size] for i in range(0, len(pages), size)]
-        futures = [self.pool.submit(extract_pages, chunk) for chunk in chunks]
-        pairs = list(zip(chunks, futures, strict=True))
-        return lambda: [item for chunk, future in pairs for item in self._wait(chunk, future)]
+        jobs = [(chunk, self.pool.submit(extract_pages, chunk), self.generation) for chunk in chunks]
+        return lambda: [item for job in jobs for item in self._wait(*job)]
 
-    def _wait(self, chunk: list[dict], future: Future) -> list[Extracted]:
+    def _wait(self, chunk: list[dict], future: Future, generation: int) -> list[Extracted]:
         """Results of one chunk; a stuck or dead worker costs only its own pages, each tried alone."""
-        try:
-            return future.result(timeout=self.page_timeout * len(chunk))
-        except (FutureTimeout, BrokenProcessPool) as exc:
-            log.warning("extraction worker %s on %d page(s); trying them one by one", type(exc).__name__, len(chunk))
-            self._restart()
-        out = []
-        for page in chunk:
-            single = self.pool.submit(extract_page, page)
+        while True:
             try:
-                out.append(single.result(timeout=self.page_timeout))
-            except FutureTimeout:
-                self._restart()
-                out.append(Extracted(page["raw_page_id"], failure=_failure(
-                    page, "ExtractionTimeout", f"extraction took longer than {self.page_timeout} s")))
-            except BrokenProcessPool:
-                self._restart()
-                out.append(Extracted(page["raw_page_id"], failure=_failure(
-                    page, "WorkerCrashed", "the extraction process died on this page")))
-        return out
+                return future.result(timeout=self.page_timeout * len(chunk))
+            except (FutureTimeout, BrokenProcessPool, CancelledError) as exc:
+                if generation == self.generation and not isinstance(exc, CancelledError):
+                    log.warning("extraction worker %s on %d page(s)", type(exc).__name__, len(chunk))
+                    self._restart()
+                    if len(chunk) == 1:
+                        return [self._given_up(chunk[0], exc)]
+                    return [self._alone(page) for page in chunk]
+            # The pool was restarted for another chunk's sake: this one goes to the new pool whole.
+            future, generation = self.pool.submit(extract_pages, chunk), self.generation
+
+    def _alone(self, page: dict) -> Extracted:
+        """Extract one page in the pool under the time limit; a timeout or a crash becomes its failure."""
+        try:
+            return self.pool.submit(extract_page, page).result(timeout=self.page_timeout)
+        except (FutureTimeout, BrokenProcessPool) as exc:
+            self._restart()
+            return self._given_up(page, exc)
+
+    def _given_up(self, page: dict, exc: BaseException) -> Extracted:
+        """The failure record of a page whose extraction hung or killed its worker."""
+        if isinstance(exc, FutureTimeout):
+            reason = ("ExtractionTimeout", f"extraction took longer than {self.page_timeout} s")
+        else:
+            reason = ("WorkerCrashed", "the extraction process died on this page")
+        return Extracted(page["raw_page_id"], failure=_failure(page, *reason))
 
     def _restart(self) -> None:
         """Kill the pool's processes (a stuck one never returns) and start fresh ones."""
@@ -302,6 +337,7 @@ class _Extractor:
             process.kill()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.pool = self._new_pool()
+        self.generation += 1
 
     def close(self) -> None:
         """Stop the worker processes."""

@@ -1,0 +1,135 @@
+"""Properties on any input (hypothesis): normalisation, segment cleaning, shingling and signatures,
+and the processing unit of one page. Complements the properties in test_clean.py and test_normalize.py."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from newsdedup.clean import clean_article, split_segments
+from newsdedup.dedup import Deduplicator, DedupParams, Doc, MemoryStore
+from newsdedup.minhash import shingle_hashes, tokens
+from newsdedup.normalize import normalize_for_compare, shingles, words
+from newsdedup.process import extract_page
+
+PARAMS = DedupParams()
+# Letters of several scripts, digits, Turkish dotted/dotless i, typographic quotes, spaces and breaks.
+TEXT = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.sampled_from("İıIi’“”–— \n\u00a0\u200b"),
+    max_size=400,
+)
+
+
+@settings(max_examples=300)
+@given(TEXT)
+def test_normalisation_words_and_shingles_never_fail(text: str) -> None:
+    folded = normalize_for_compare(text)
+    assert words(text) == folded.split()
+    assert all(token for token in words(text))
+    for k in (1, 2, 4):
+        grams = shingles(text, k)
+        assert all(gram and gram == " ".join(gram.split()) for gram in grams)
+        assert len(grams) <= max(len(words(text)) - k + 1, 1 if words(text) else 0)
+
+
+@settings(max_examples=300)
+@given(TEXT)
+def test_shingle_hashes_are_sorted_unique_uint32_and_deterministic(text: str) -> None:
+    hashes = shingle_hashes(tokens(text), PARAMS.shingle_k)
+    assert hashes.dtype == np.uint32
+    assert np.all(hashes[1:] > hashes[:-1])  # sorted, unique
+    assert np.array_equal(hashes, shingle_hashes(tokens(text), PARAMS.shingle_k))
+
+
+@settings(max_examples=200)
+@given(TEXT, st.sampled_from(["upper", "spaces", "quotes"]))
+def test_shingles_ignore_case_spacing_and_quote_style(text: str, variant: str) -> None:
+    changed = {
+        "upper": text.upper(),
+        "spaces": "  ".join(text.split(" ")),
+        "quotes": text.replace("“", '"').replace("”", '"').replace("’", "'"),
+    }[variant]
+    if variant == "upper" and normalize_for_compare(changed) != normalize_for_compare(text):
+        return  # some letters change identity when upper-cased (ß -> SS, ŉ -> ʼN): not a variant
+    assert np.array_equal(shingle_hashes(tokens(changed), 4), shingle_hashes(tokens(text), 4))
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(TEXT)
+def test_fingerprint_of_any_text_and_its_copy_is_an_exact_match(text: str) -> None:
+    assume(words(text))  # a text without a word has no shingles, so no band keys to find its copy by
+    dedup = Deduplicator(PARAMS, MemoryStore())
+    first, copy = dedup.assign_batch([Doc(1, text, title="t"), Doc(2, text, title="t")])
+    assert first.method == "new" and first.cluster_id == 1
+    assert copy.cluster_id == 1 and copy.method == "exact"
+    prepared = dedup.fingerprint(Doc(3, text))
+    assert len(prepared.signature) == PARAMS.num_perm
+    assert len(prepared.keys) in (0, PARAMS.bands)
+
+
+UNIQUE_WORDS = st.lists(
+    st.text(alphabet="abcçdefgğhıijklmnoöprsştuüvyz", min_size=3, max_size=9), min_size=96, max_size=120, unique=True
+)
+
+
+@settings(max_examples=200)
+@given(UNIQUE_WORDS, st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=12), st.randoms())
+def test_paragraphs_occurring_once_stay_and_repeats_go_in_order(words_: list[str], plan: list[int], rnd) -> None:
+    """Distinct paragraphs (own words) with exact repeats mixed in: every distinct one kept once, in order.
+
+    Paragraphs have eight words: repeats of five words or fewer are headings and labels, kept on purpose.
+    """
+    paragraphs: list[str] = []
+    for i, _ in enumerate(plan):
+        chunk = words_[i * 8 : i * 8 + 8]
+        if len(chunk) < 8:
+            break
+        paragraphs.append(" ".join(chunk).capitalize() + ".")
+    if not paragraphs:
+        return
+    sequence = list(paragraphs)
+    for i, paragraph in enumerate(paragraphs):
+        for _ in range(plan[i]):
+            sequence.insert(rnd.randint(sequence.index(paragraph) + 1, len(sequence)), paragraph)
+    result = clean_article("Zzz qqq www", "\n".join(sequence))
+    kept = [s.text for s in split_segments(result.text)]
+    assert kept == paragraphs  # each distinct paragraph once, first occurrences in their order
+    assert len(result.removed) == len(sequence) - len(paragraphs)
+    assert all(r.reason == "exact_duplicate" and r.segment == r.matched for r in result.removed)
+    assert clean_article("Zzz qqq www", result.text).text == result.text
+
+
+@settings(max_examples=150)
+@given(st.lists(TEXT, max_size=8), TEXT)
+def test_every_paragraph_is_kept_or_accounted_for(paragraphs: list[str], title: str) -> None:
+    text = "\n".join(paragraphs)
+    result = clean_article(title, text)
+    originals = [s.text for s in split_segments(text)]
+    kept = [s.text for s in split_segments(result.text)]
+    whole = {r.position for r in result.removed if r.kind == "paragraph"}
+    partly = {r.position for r in result.removed if r.kind == "sentence"}
+    survivors = [p for i, p in enumerate(originals) if i not in whole]
+    assert len(kept) == len(survivors)
+    for before, after, index in zip(survivors, kept, [i for i in range(len(originals)) if i not in whole], strict=True):
+        assert after == before or index in partly  # untouched unless sentences of it were recorded
+
+
+@settings(max_examples=60, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
+@given(TEXT, TEXT, st.sampled_from([None, "tr", "en"]))
+def test_processing_a_page_never_raises(body: str, title: str, language: str | None) -> None:
+    page = {
+        "raw_page_id": 1,
+        "source_id": 1,
+        "url": "http://127.0.0.1/a.html",
+        "final_url": "http://127.0.0.1/a.html",
+        "html": f"<html><head><title>{title}</title></head><body><article><p>{body}</p></article></body></html>",
+        "feed_title": title or None,
+        "feed_published": None,
+        "source_language": language,
+    }
+    done = extract_page(page)
+    assert (done.article is None) != (done.failure is None)
+    if done.article:
+        assert done.article.text and "\x00" not in done.article.text + done.article.title
+    else:
+        assert done.failure.outcome == "extract_failed" and done.failure.error_class
