@@ -68,3 +68,10 @@ def test_benchmark_corpus_pages() -> None:
         first_words = " ".join(expected["articleBody"].split()[:6])
         hits += first_words in " ".join(article.text.split())
     assert hits >= 0.8 * len(pages)
+
+
+def test_canonical_on_another_port_is_ignored() -> None:
+    html = '<html><head><link rel="canonical" href="http://127.0.0.1:9001/a.html"></head><body><p>x</p></body></html>'
+    html = html.replace("<p>x</p>", "<article><p>" + "A sentence of the story. " * 30 + "</p></article>")
+    assert extract(html, "http://127.0.0.1:9002/b.html").canonical_url == "http://127.0.0.1:9002/b.html"
+    assert extract(html, "http://127.0.0.1:9001/c.html").canonical_url == "http://127.0.0.1:9001/a.html"

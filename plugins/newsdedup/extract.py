@@ -275,9 +275,14 @@ def _canonical(page: _PageMeta, url: str) -> str:
 
 
 def _host(url: str) -> str:
-    """Return the host of a URL without a leading www."""
-    host = (urlsplit(url).hostname or "").lower()
-    return host.removeprefix("www.")
+    """Return host and port of a URL, without a leading www: two ports of one host are two sites."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().removeprefix("www.")
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    except ValueError:
+        port = 0
+    return f"{host}:{port}"
 
 
 def _soup_text(html: str) -> str:
