@@ -22,6 +22,7 @@ from newsdedup.sources import FeedEntry, discover, load_sources
 
 log = logging.getLogger(__name__)
 
+CRAWL_THREADS = 32
 BATCH_SIZE = 50
 Progress = Callable[[int], None]
 
@@ -255,7 +256,10 @@ def run_once(settings: Settings, *, run_key: str | None = None, progress: bool =
     db_url, run_id = settings.db_url, run["run_id"]
     retry_seconds = process_settings.db_retry_seconds
     bar = _progress_bar(progress, len(run["sources"]), "sources")
-    with Fetcher(policy) as fetcher, ThreadPoolExecutor(max_workers=4) as pool:
+    # One thread per source (mostly waiting on the network and politeness delays), as the DAG's mapped tasks;
+    # the Fetcher's global connection limit still caps requests in flight.
+    crawlers = max(1, min(CRAWL_THREADS, len(run["sources"])))
+    with Fetcher(policy) as fetcher, ThreadPoolExecutor(max_workers=crawlers) as pool:
         futures = [
             pool.submit(process.retrying(retry_seconds, f"crawl {name}"), crawl_source, db_url, run_id, name, fetcher)
             for name in run["sources"]
