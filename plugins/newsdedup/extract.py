@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import unicodedata
+from collections import Counter
 from copy import copy
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -164,11 +165,11 @@ def garbage_reason(text: str, sample: int = 4000) -> str | None:
     head = text[:sample]
     if len(head) < 200:
         return None
-    symbols = sum(1 for ch in head if ch == "\ufffd" or unicodedata.category(ch) in _JUNK_CATEGORIES)
+    categories = Counter(map(unicodedata.category, head))
+    symbols = sum(categories[c] for c in _JUNK_CATEGORIES)
     if symbols > 0.15 * len(head):
         return f"{symbols * 100 // len(head)} % replacement, control or symbol characters"
-    upper = sum(1 for ch in head if ch.isupper())
-    lower = sum(1 for ch in head if ch.islower())
+    upper, lower = categories["Lu"], categories["Ll"]
     spaces = head.count(" ") + head.count("\n")
     if upper + lower >= 100 and 0.3 < upper / (upper + lower) < 0.7 and spaces < 0.05 * len(head):
         return f"{upper * 100 // (upper + lower)} % capitals in {len(head) // max(spaces, 1)}-character runs"
