@@ -26,6 +26,7 @@ import psycopg2
 import pytest
 from newsdedup import pipeline, process, store
 from newsdedup.config import Settings
+from newsdedup.sources import Source
 
 from bench.load import Site
 from demo import site as demo_site
@@ -538,3 +539,65 @@ def test_unreachable_or_invalid_settings_fail_clearly(db_url: str, tmp_path: Pat
     assert "s3cret" not in done.stderr
     assert time.monotonic() - started < 30  # an unreachable database fails fast: no retries before the run
     assert counts(db_url) == before
+
+
+# --------------------------------------------------------------------------- a row the database refuses
+
+
+def test_article_the_database_refuses_is_recorded_and_the_rest_stored(db_url: str) -> None:
+    """A trigger refuses one article (as PostgreSQL refuses a too-long search vector): the batch is written
+    page by page, the refused page is an extraction failure in crawl_log, the others are stored."""
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.title LIKE '%poison%' THEN RAISE EXCEPTION 'refused: %', NEW.title USING ERRCODE = '22023'; "
+            "END IF; RETURN NEW; END $$"
+        )
+        cur.execute("CREATE TRIGGER refuse BEFORE INSERT ON articles FOR EACH ROW EXECUTE FUNCTION refuse()")
+    titles = ["Ferry timetable changes", "A poison headline for the database", "Library opens late"]
+    with store.connect(db_url) as conn:
+        store.sync_sources(conn, [Source("local", "http://127.0.0.1:9/rss", "rss", "en")])
+        source_id = store.get_source(conn, "local").source_id
+        run_id = store.start_run(conn, "refusal", "cli", 1)
+        store.save_raw_pages(conn, run_id, [
+            store.RawPage(source_id, f"http://127.0.0.1:9/{i}.html", f"http://127.0.0.1:9/{i}.html", 200,
+                          "text/html", "utf-8", page(title, ARTICLES[f"/news/{i + 1}.html"][1]))
+            for i, title in enumerate(titles)
+        ])
+    counts = process.process_pages(db_url, run_id, settings=process.ProcessSettings(workers=1))
+    assert counts["articles_new"] == 2 and counts["extract_failed"] == 1
+    assert sorted(t for (t,) in query(db_url, "SELECT title FROM articles")) == sorted(titles[::2])
+    ((error_class, message),) = query(
+        db_url, "SELECT error_class, error_message FROM crawl_log WHERE request_kind = 'extract'"
+    )
+    assert error_class == "InvalidParameterValue" and "refused: A poison headline" in message
+    assert scalar(db_url, "SELECT count(*) FROM raw_pages WHERE processed_at IS NULL") == 0
+
+
+# --------------------------------------------------------------------------- an extraction worker killed
+
+
+def test_extraction_worker_killed_mid_batch_loses_nothing() -> None:
+    """The OOM killer takes a worker: the pool is replaced, every page is still extracted, in order."""
+    paragraphs = "".join(
+        f"<p>Paragraph {i} tells of harbour {i * 7} ferries and {i * 3} boats. Another sentence {i} about "
+        f"the boats of {i % 13} towns.</p>"
+        for i in range(150)
+    )
+    pages = [
+        {"raw_page_id": i, "source_id": 1, "url": f"http://127.0.0.1:9/{i}", "final_url": f"http://127.0.0.1:9/{i}",
+         "html": f"<html><head><title>Page {i}</title></head><body><article>{paragraphs}</article></body></html>",
+         "feed_title": None, "feed_published": None, "source_language": "en"}
+        for i in range(4)
+    ]
+    extractor = process._Extractor(process.ProcessSettings(workers=2, pool_min_pages=1), pending=len(pages))
+    try:
+        results = extractor.submit(pages)
+        time.sleep(0.3)
+        victim = next(iter(extractor.pool._processes))
+        os.kill(victim, signal.SIGKILL)
+        done = results()
+    finally:
+        extractor.close()
+    assert [r.raw_page_id for r in done] == list(range(4))
+    assert all(r.article is not None for r in done), [r.failure for r in done if r.failure]

@@ -307,8 +307,8 @@ class _Extractor:
                 if generation == self.generation and not isinstance(exc, CancelledError):
                     log.warning("extraction worker %s on %d page(s)", type(exc).__name__, len(chunk))
                     self._restart()
-                    if len(chunk) == 1:
-                        return [self._given_up(chunk[0], exc)]
+                    if len(chunk) == 1 and isinstance(exc, FutureTimeout):
+                        return [self._given_up(chunk[0], exc)]  # it ran alone: the time was its own
                     return [self._alone(page) for page in chunk]
             # The pool was restarted for another chunk's sake: this one goes to the new pool whole.
             future, generation = self.pool.submit(extract_pages, chunk), self.generation
