@@ -1,0 +1,149 @@
+"""Processing speed per core against bare trafilatura, on the same pages in the same process.
+
+For each page set, rounds alternate between the baseline, `trafilatura.extract(html, url=url)` with its
+defaults, and newsdedup's processing of a page: extraction (metadata, text, language), segment cleaning
+and the MinHash signature with its band keys, i.e. `process.extract_page` plus `Deduplicator.fingerprint`.
+Times are CPU seconds of this process (the machine is shared), the median round of each. The ratio is
+newsdedup pages per CPU second over trafilatura's (target >= 0.85). Then the process pool of the
+processing step extracts the same pages with every core (wall clock), as a speed-up over one core.
+
+Page sets: the load benchmark's generated pages (bench/load.py), the demo site, and the 181 real pages of
+../shared/corpora/article-extraction-benchmark when present.
+
+    .venv/bin/python bench/extract_speed.py [--rounds 5] [--pages 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+
+import trafilatura  # noqa: E402
+from newsdedup.dedup import Deduplicator, DedupParams, Doc, MemoryStore  # noqa: E402
+from newsdedup.process import ProcessSettings, _Extractor, extract_page  # noqa: E402
+
+Page = tuple[str, str]  # (url, html)
+
+
+def load_pages(count: int) -> list[Page]:
+    """Pages of the generated load site (a mix of hosts, layouts and syndicated copies)."""
+    from bench.load import Corpus, article_html
+
+    corpus = Corpus(100_000, 50)
+    step = 100_000 // count
+    return [(f"http://127.0.0.{g % 50 + 1}:8000/news/{g // 50}.html",
+             article_html(corpus, g, f"http://127.0.0.{g % 50 + 1}:8000")) for g in range(0, 100_000, step)][:count]
+
+
+def demo_pages() -> list[Page]:
+    """Every article page of the demo site."""
+    from demo import site
+
+    corpus = site.load_corpus()
+    pages = site.build_pages(corpus, "http://127.0.0.1:8000")
+    return [(f"http://127.0.0.1:8000{a.path}", pages[a.path].body.decode()) for a in corpus.articles]
+
+
+def real_pages() -> list[Page]:
+    """The shared extraction benchmark's real news pages, if present."""
+    folder = REPO.parent / "shared" / "corpora" / "article-extraction-benchmark" / "html"
+    return [
+        (f"https://example.com/{p.name}", gzip.decompress(p.read_bytes()).decode("utf-8", "replace"))
+        for p in sorted(folder.glob("*.html.gz"))
+    ]
+
+
+def as_raw(pages: list[Page]) -> list[dict]:
+    """Pages as the processing step reads them from raw_pages."""
+    return [
+        {"raw_page_id": i, "source_id": 1, "url": url, "final_url": url, "html": html, "feed_title": None,
+         "feed_published": None, "source_language": None}
+        for i, (url, html) in enumerate(pages)
+    ]
+
+
+def cpu_seconds(work: Callable[[], object]) -> float:
+    """CPU time of this process spent in work()."""
+    started = time.process_time()
+    work()
+    return time.process_time() - started
+
+
+def measure(name: str, pages: list[Page], rounds: int) -> dict:
+    """Alternate baseline and newsdedup rounds; return pages per CPU second of each and their ratio."""
+    raw = as_raw(pages)
+    dedup = Deduplicator(DedupParams(), MemoryStore())
+
+    def baseline() -> None:
+        for url, html in pages:
+            trafilatura.extract(html, url=url)
+
+    def ours() -> None:
+        for page in raw:
+            done = extract_page(page)
+            if done.article:
+                dedup.fingerprint(Doc(0, done.article.text, done.article.title))
+
+    ours()  # warm-up: lazy models and caches, for both
+    baseline()
+    base_times, our_times = [], []
+    for _ in range(rounds):
+        base_times.append(cpu_seconds(baseline))
+        our_times.append(cpu_seconds(ours))
+    base = len(pages) / statistics.median(base_times)
+    mine = len(pages) / statistics.median(our_times)
+    return {"set": name, "pages": len(pages), "kb": sum(len(h) for _, h in pages) // len(pages) // 1024,
+            "trafilatura_pps": base, "newsdedup_pps": mine, "ratio": mine / base}
+
+
+def pool_speedup(pages: list[Page], single_pps: float) -> dict:
+    """Wall-clock pages per second of the processing pool on every core (extraction and cleaning)."""
+    settings = ProcessSettings(pool_min_pages=1)
+    extractor = _Extractor(settings, pending=len(pages))
+    try:
+        raw = as_raw(pages)
+        extractor.submit(raw[: settings.workers * 4])()  # every worker warm
+        started = time.perf_counter()
+        results = extractor.submit(raw)()
+        seconds = time.perf_counter() - started
+    finally:
+        extractor.close()
+    assert len(results) == len(pages)
+    return {"workers": settings.workers, "pool_pps": len(pages) / seconds, "speedup": len(pages) / seconds / single_pps}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure every page set and print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pages", type=int, default=300, help="generated pages to use")
+    args = parser.parse_args(argv)
+    import logging
+
+    logging.disable(logging.WARNING)  # trafilatura warns about every page it discards
+    sets = [("generated load site", load_pages(args.pages)), ("demo site", demo_pages())]
+    real = real_pages()
+    if real:
+        sets.append(("real pages (extraction benchmark)", real))
+    rows = [measure(name, pages, args.rounds) for name, pages in sets]
+    print("| pages | n | avg KB | trafilatura.extract pages/CPU-s | newsdedup pages/CPU-s | ratio |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['set']} | {r['pages']} | {r['kb']} | {r['trafilatura_pps']:.0f} | {r['newsdedup_pps']:.0f} "
+              f"| **{r['ratio']:.2f}** |")
+    pool = pool_speedup(sets[0][1], rows[0]["newsdedup_pps"])
+    print(f"\nprocess pool, {pool['workers']} workers, generated pages (extraction + cleaning, wall clock): "
+          f"{pool['pool_pps']:.0f} pages/s = {pool['speedup']:.2f}x one core of newsdedup processing")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
