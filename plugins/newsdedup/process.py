@@ -65,12 +65,15 @@ _RUN_COUNTS = (
     "duplicates_found, segments_removed FROM pipeline_runs WHERE run_id = %s"
 )
 # Unlocked read of the next pages; SKIP LOCKED leaves out pages another worker is loading right now.
+# The run's pages come from the partial index of unprocessed pages ("+ 0" keeps the planner from walking
+# the primary key through every earlier run's pages instead: 24 ms at 20,000 pages, growing with the table).
 _NEXT_PAGES = (
+    "WITH todo AS MATERIALIZED (SELECT raw_page_id FROM raw_pages "
+    "WHERE run_id = %s AND processed_at IS NULL AND raw_page_id > %s ORDER BY raw_page_id + 0 LIMIT %s) "
     "SELECT p.raw_page_id, p.source_id, p.url, p.final_url, p.html, p.feed_title, p.feed_published, "
     "p.fetched_at, s.language AS source_language "
-    "FROM raw_pages p LEFT JOIN sources s USING (source_id) "
-    "WHERE p.run_id = %s AND p.processed_at IS NULL AND p.raw_page_id > %s "
-    "ORDER BY p.raw_page_id LIMIT %s FOR UPDATE OF p SKIP LOCKED"
+    "FROM raw_pages p JOIN todo USING (raw_page_id) LEFT JOIN sources s USING (source_id) "
+    "ORDER BY p.raw_page_id FOR UPDATE OF p SKIP LOCKED"
 )
 _LOCK_PAGES = (
     "SELECT raw_page_id, fetched_at FROM raw_pages "
@@ -124,7 +127,7 @@ class ProcessSettings:
 
     @classmethod
     def from_env(cls) -> ProcessSettings:
-        """NEWSDEDUP_BATCH_SIZE, NEWSDEDUP_WORKERS, NEWSDEDUP_POOL_MIN_PAGES, NEWSDEDUP_DB_RETRY_SECONDS."""
+        """NEWSDEDUP_BATCH_SIZE, _WORKERS, _POOL_MIN_PAGES, _DB_RETRY_SECONDS and _PAGE_TIMEOUT."""
         return cls(
             batch_size=_env_int("NEWSDEDUP_BATCH_SIZE", 100, 1),
             workers=_env_int("NEWSDEDUP_WORKERS", _cpus(), 1),
