@@ -232,7 +232,12 @@ def discover(
         elif kind == "jsonfeed":
             found.entries = parse_json_feed(result.text, result.final_url)
         else:
-            found.entries = parse_feed(result.text, result.final_url)
+            try:
+                found.entries = parse_feed(result.text, result.final_url)
+            except (ValueError, UnicodeError, AttributeError) as exc:
+                # feedparser raises on hostile bodies (out-of-range or surrogate character references,
+                # an empty document): a broken feed, not a crash of the run.
+                raise FeedError("FeedParseError", f"the feed could not be parsed: {type(exc).__name__}: {exc}") from exc
     except FeedError as exc:
         _mark_parse_error(result, exc)
         found.error = f"{exc.error_class}: {exc.message}"
