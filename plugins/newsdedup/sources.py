@@ -234,6 +234,8 @@ def discover(
         else:
             try:
                 found.entries = parse_feed(result.text, result.final_url)
+            except FeedError:
+                raise
             except (ValueError, UnicodeError, AttributeError) as exc:
                 # feedparser raises on hostile bodies (out-of-range or surrogate character references,
                 # an empty document): a broken feed, not a crash of the run.
