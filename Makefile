@@ -12,7 +12,8 @@ $(VENV)/.installed: requirements-dev.txt
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 	@UV=$$(command -v uv || echo $(UV)); \
 	  [ -x $(PY) ] || $$UV venv --quiet --python 3.11 $(VENV); \
-	  $$UV pip install --quiet --python $(PY) -r requirements-dev.txt
+	  $$UV pip install --quiet --python $(PY) -r requirements-dev.txt; \
+	  $$UV pip install --quiet --python $(PY) --no-deps --target $(VENV)/compose-spec docker-compose==1.29.2
 	@touch $@
 
 demo: venv

@@ -2,7 +2,8 @@
 local stack (scripts/stack.sh env), the Dockerfile and .env.example.
 
 The Compose specification's JSON schema ships in PyPI's `docker-compose==1.29.2` wheel
-(compose/config/compose_spec.json): it is downloaded once with pip and cached.
+(compose/config/compose_spec.json): `make venv` unpacks that wheel, without its dependencies, into
+.venv/compose-spec, so the suite itself talks to nothing but 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -10,10 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
-import zipfile
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -23,7 +21,7 @@ from tests.conftest import REPO
 
 COMPOSE = REPO / "docker-compose.yml"
 SCHEMA_WHEEL = "docker-compose==1.29.2"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "newsdedup" / "docker-compose-1.29.2"
+SCHEMA = REPO / ".venv" / "compose-spec" / "compose" / "config" / "compose_spec.json"
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 SECRETS = (
     "POSTGRES_PASSWORD",
@@ -102,37 +100,12 @@ def common_env(model: dict) -> dict[str, str]:
     return model["services"]["airflow-scheduler"]["environment"]
 
 
-def find_pip() -> list[str] | None:
-    """A pip that can download: this interpreter's, the system python3's, or uvx's."""
-    candidates = [[sys.executable, "-m", "pip"], ["python3", "-m", "pip"], ["uvx", "pip"]]
-    for cmd in candidates:
-        if shutil.which(cmd[0]) is None:
-            continue
-        if subprocess.run([*cmd, "--version"], capture_output=True, timeout=120).returncode == 0:
-            return cmd
-    return None
-
-
 @pytest.fixture(scope="module")
 def compose_schema() -> dict:
-    """The Compose specification schema from the docker-compose 1.29.2 wheel (downloaded once, cached)."""
-    wheel = next(CACHE.glob("docker_compose-1.29.2-*.whl"), None)
-    if wheel is None:
-        pip = find_pip()
-        if pip is None:
-            pytest.skip(f"no pip found to download {SCHEMA_WHEEL} for its Compose schema")
-        CACHE.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            [*pip, "download", SCHEMA_WHEEL, "--no-deps", "--only-binary=:all:", "-d", str(CACHE), "--quiet"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        wheel = next(CACHE.glob("docker_compose-1.29.2-*.whl"), None)
-        if wheel is None:
-            pytest.skip(f"could not download {SCHEMA_WHEEL} from PyPI: {done.stderr.strip()[-300:]}")
-    with zipfile.ZipFile(wheel) as archive:
-        return json.loads(archive.read("compose/config/compose_spec.json"))
+    """The Compose specification schema, as `make venv` unpacked it from the docker-compose 1.29.2 wheel."""
+    if not SCHEMA.is_file():
+        pytest.fail(f"{SCHEMA} is missing: run `make venv` (it unpacks {SCHEMA_WHEEL} there)")
+    return json.loads(SCHEMA.read_text(encoding="utf-8"))
 
 
 def test_compose_file_is_valid_against_the_compose_spec(compose_schema: dict, model: dict) -> None:
