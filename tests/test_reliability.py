@@ -577,19 +577,24 @@ def test_article_the_database_refuses_is_recorded_and_the_rest_stored(db_url: st
 # --------------------------------------------------------------------------- an extraction worker killed
 
 
-def test_extraction_worker_killed_mid_batch_loses_nothing() -> None:
-    """The OOM killer takes a worker: the pool is replaced, every page is still extracted, in order."""
+def _pages(count: int) -> list[dict]:
+    """Raw pages of a 150-paragraph article each (a few tens of milliseconds of extraction)."""
     paragraphs = "".join(
         f"<p>Paragraph {i} tells of harbour {i * 7} ferries and {i * 3} boats. Another sentence {i} about "
         f"the boats of {i % 13} towns.</p>"
         for i in range(150)
     )
-    pages = [
+    return [
         {"raw_page_id": i, "source_id": 1, "url": f"http://127.0.0.1:9/{i}", "final_url": f"http://127.0.0.1:9/{i}",
          "html": f"<html><head><title>Page {i}</title></head><body><article>{paragraphs}</article></body></html>",
          "feed_title": None, "feed_published": None, "source_language": "en"}
-        for i in range(4)
+        for i in range(count)
     ]
+
+
+def test_extraction_worker_killed_mid_batch_loses_nothing() -> None:
+    """The OOM killer takes a worker: the pool is replaced, every page is still extracted, in order."""
+    pages = _pages(40)
     extractor = process._Extractor(process.ProcessSettings(workers=2, pool_min_pages=1), pending=len(pages))
     try:
         results = extractor.submit(pages)
@@ -599,5 +604,25 @@ def test_extraction_worker_killed_mid_batch_loses_nothing() -> None:
         done = results()
     finally:
         extractor.close()
-    assert [r.raw_page_id for r in done] == list(range(4))
+    assert [r.raw_page_id for r in done] == list(range(40))
     assert all(r.article is not None for r in done), [r.failure for r in done if r.failure]
+
+
+def test_extraction_worker_killed_while_idle_neither_blocks_nor_breaks_the_next_batch() -> None:
+    """A worker killed while it waits for work (holding the task queue's lock): the next batch and close() go on."""
+    pages = _pages(6)
+    extractor = process._Extractor(process.ProcessSettings(workers=2, pool_min_pages=1), pending=len(pages))
+    closed = threading.Event()
+    try:
+        first = extractor.submit(pages[:3])()
+        victim = next(iter(extractor.pool._processes))
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(0.5)  # the pool notices the dead worker and marks itself broken
+        second = extractor.submit(pages[3:])()
+    finally:
+        closer = threading.Thread(target=lambda: (extractor.close(grace=5), closed.set()), daemon=True)
+        closer.start()
+        closer.join(60)
+    assert closed.is_set(), "close() hung on a pool with a dead worker"
+    assert [r.raw_page_id for r in first + second] == list(range(6))
+    assert all(r.article is not None for r in first + second)

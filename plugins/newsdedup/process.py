@@ -298,8 +298,17 @@ class _Extractor:
             return lambda: extract_pages(pages)
         size = max(1, min(16, -(-len(pages) // (self.workers * 2))))
         chunks = [pages[i : i + size] for i in range(0, len(pages), size)]
-        jobs = [(chunk, self.pool.submit(extract_pages, chunk), self.generation) for chunk in chunks]
+        jobs = [(chunk, self._submit(chunk), self.generation) for chunk in chunks]
         return lambda: [item for job in jobs for item in self._wait(*job)]
+
+    def _submit(self, chunk: list[dict]) -> Future:
+        """Queue a chunk; a pool broken meanwhile (a worker killed while idle) is replaced first."""
+        try:
+            return self.pool.submit(extract_pages, chunk)
+        except BrokenProcessPool:
+            log.warning("extraction worker died while idle; starting new workers")
+            self._restart()
+            return self.pool.submit(extract_pages, chunk)
 
     def _wait(self, chunk: list[dict], future: Future, generation: int) -> list[Extracted]:
         """Results of one chunk; a stuck or dead worker costs only its own pages, each tried alone."""
@@ -314,7 +323,7 @@ class _Extractor:
                         return [self._given_up(chunk[0], exc)]  # it ran alone: the time was its own
                     return [self._alone(page) for page in chunk]
             # The pool was restarted for another chunk's sake: this one goes to the new pool whole.
-            future, generation = self.pool.submit(extract_pages, chunk), self.generation
+            future, generation = self._submit(chunk), self.generation
 
     def _alone(self, page: dict) -> Extracted:
         """Extract one page in the pool under the time limit; a timeout or a crash becomes its failure."""
@@ -342,11 +351,23 @@ class _Extractor:
         self.pool = self._new_pool()
         self.generation += 1
 
-    def close(self) -> None:
-        """Stop the worker processes."""
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+    def close(self, grace: float = 10) -> None:
+        """Stop the worker processes: politely, then by force after `grace` seconds.
+
+        A worker killed while it waited for work dies holding the lock of the pool's task queue, so the
+        others never read their stop signal and a plain `shutdown(wait=True)` would wait for ever.
+        """
+        if self.pool is None:
+            return
+        processes = list((self.pool._processes or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:
+                process.kill()
+                process.join(5)
+        self.pool = None
 
 
 # --------------------------------------------------------------------------- loading (parent side)
