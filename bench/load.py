@@ -370,24 +370,32 @@ class Site:
 # --------------------------------------------------------------------------- measuring
 
 
-def rss_tree_mb(root: int, exclude: set[int]) -> tuple[float, float]:
-    """Resident MB of a process, and the largest of its descendants (extraction workers), from /proc."""
-    parents: dict[int, int] = {}
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, float, str]]:
+    """Every process: parent id, CPU seconds used so far, command name (from /proc/<pid>/stat)."""
+    table = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+            head, rest = stat.rsplit(")", 1)
+            fields = rest.split()
+            table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK, head.split("(", 1)[1])
+    return table
+
+
+def _tree(table: dict[int, tuple[int, float, str]], root: int, exclude: set[int]) -> list[int]:
+    """A process and its descendants, leaving out `exclude` and theirs."""
     tree, frontier = [], [root]
     while frontier:
         pid = frontier.pop()
         tree.append(pid)
-        frontier += [p for p, pp in parents.items() if pp == pid and p not in exclude]
-    sizes = {pid: _rss_mb(pid) for pid in tree}
-    children = [mb for pid, mb in sizes.items() if pid != root]
-    return sizes.get(root, 0.0), max(children, default=0.0)
+        frontier += [p for p, (pp, _, _) in table.items() if pp == pid and p not in exclude]
+    return tree
 
 
 def _rss_mb(pid: int) -> float:
@@ -409,25 +417,69 @@ def _peak_mb() -> float:
     return 0.0
 
 
-class MemorySampler:
-    """Samples resident memory of this process and of its extraction workers every half second."""
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (all cores; idle and iowait left out)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / TICK
 
-    def __init__(self, exclude: set[int]) -> None:
-        """Start sampling in a daemon thread; processes in `exclude` (the site) are not counted."""
-        self.exclude = exclude
+
+class Sampler:
+    """Every half second: resident memory of this process and its extraction workers, and CPU time by part.
+
+    CPU seconds are kept per process (the last value seen), so the extraction workers, which exit at the end
+    of each run, are counted up to their last half second. Parts: the pipeline (this process and its
+    descendants), the site server, PostgreSQL; and the machine as a whole from /proc/stat.
+    """
+
+    def __init__(self, site_pid: int) -> None:
+        """Start sampling in a daemon thread."""
+        self.site_pid = site_pid
         self.parent = self.worker = 0.0
+        self.cpu: dict[int, tuple[str, float]] = {}
+        self.mark: dict[int, float] = {}
+        self.busy_mark, self.wall_mark = _machine_busy(), time.perf_counter()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            parent, worker = rss_tree_mb(os.getpid(), self.exclude)
-            self.parent, self.worker = max(self.parent, parent), max(self.worker, worker)
+            self.sample()
 
-    def take(self) -> tuple[float, float]:
-        """Peak parent and worker MB since the last take."""
-        out = (self.parent, self.worker)
-        self.parent = self.worker = 0.0
+    def sample(self) -> None:
+        """Take one sample."""
+        table = _processes()
+        pipeline = _tree(table, os.getpid(), {self.site_pid})
+        sizes = {pid: _rss_mb(pid) for pid in pipeline}
+        with self._lock:
+            self.parent = max(self.parent, sizes.get(os.getpid(), 0.0))
+            self.worker = max([self.worker, *(mb for pid, mb in sizes.items() if pid != os.getpid())])
+            for pid in pipeline:
+                self.cpu[pid] = ("pipeline", table[pid][1])
+            for pid in _tree(table, self.site_pid, set()) if self.site_pid in table else []:
+                self.cpu[pid] = ("site", table[pid][1])
+            for pid, (_, seconds, name) in table.items():
+                if name == "postgres":
+                    self.cpu[pid] = ("postgres", seconds)
+
+    def take(self) -> dict[str, float]:
+        """Peak parent and worker MB, and cores busy by part, since the last take."""
+        self.sample()
+        with self._lock:
+            wall = time.perf_counter() - self.wall_mark
+            busy = _machine_busy()
+            used: Counter[str] = Counter()
+            for pid, (part, seconds) in self.cpu.items():
+                used[part] += seconds - self.mark.get(pid, 0.0)
+            out = {
+                "peak_rss_parent_mb": round(self.parent),
+                "peak_rss_worker_mb": round(self.worker),
+                "cores_busy_machine": round((busy - self.busy_mark) / wall, 2),
+                **{f"cores_{part}": round(used[part] / wall, 2) for part in ("pipeline", "site", "postgres")},
+            }
+            self.mark = {pid: seconds for pid, (_, seconds) in self.cpu.items()}
+            self.busy_mark, self.wall_mark = busy, time.perf_counter()
+            self.parent = self.worker = 0.0
         return out
 
     def stop(self) -> None:
@@ -460,6 +512,35 @@ class DedupClock:
         out = (self.seconds, self.docs)
         self.seconds, self.docs = 0.0, 0
         return out
+
+
+def _bare_extract(page: tuple[str, str]) -> bool:
+    """The baseline's unit of work: trafilatura.extract with its defaults."""
+    import trafilatura
+
+    return trafilatura.extract(page[1], url=page[0]) is not None
+
+
+def bare_extract_per_min(corpus: Corpus, site: Site, sample: int = 600) -> float:
+    """The ceiling: pages per minute of bare trafilatura.extract on every core, on pages of this site."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from newsdedup.process import _cpus
+
+    step = max(1, corpus.articles // sample)
+    pages = [
+        (f"{site.base(corpus.host_of(g))}/news/{corpus.number_of(g)}.html",
+         article_html(corpus, g, site.base(corpus.host_of(g))))
+        for g in range(0, corpus.articles, step)
+    ][:sample]
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+    with ProcessPoolExecutor(_cpus()) as pool:
+        list(pool.map(_bare_extract, pages[: 8 * _cpus()], chunksize=4))  # imports and lazy models, every worker
+        started = time.perf_counter()
+        extracted = sum(pool.map(_bare_extract, pages, chunksize=8))
+        seconds = time.perf_counter() - started
+    assert extracted > 0.9 * len(pages), f"trafilatura extracted only {extracted} of {len(pages)} pages"
+    return len(pages) / seconds * 60
 
 
 def _pg(env: dict, *args: str) -> str:
@@ -516,27 +597,30 @@ def run_load(articles: int, hosts: int, runs: int, keep: bool) -> dict:
         site.write_sources(sources)
         os.environ.update(NEWSDEDUP_ALLOW_NETWORKS="127.0.0.0/8", NEWSDEDUP_MIN_HOST_DELAY="0")
         settings = Settings(db_url=db_url, sources_path=sources)
+        ceiling = bare_extract_per_min(Corpus(articles, hosts), site)
+        results["bare_extract_ceiling_per_min"] = round(ceiling)
+        print(json.dumps({"bare_extract_ceiling_per_min": round(ceiling)}), flush=True)
         clock = DedupClock()
-        memory = MemorySampler({site.proc.pid})
+        sampler = Sampler(site.proc.pid)
         total_seconds, stored = 0.0, 0
         for round_no in range(runs):
             site.publish(min(per_host, (round_no + 1) * per_run))
+            sampler.take()
             started = time.perf_counter()
             row = pipeline.run_once(settings, run_key=f"load-{round_no}")
             seconds = time.perf_counter() - started
             dedup_s, dedup_n = clock.take()
             total_seconds += seconds
             stored += row["articles_new"]
-            parent, worker = memory.take()
             figures = {
                 "round": round_no + 1,
                 "articles_new": row["articles_new"],
                 "stored_total": stored,
                 "seconds": round(seconds, 1),
                 "articles_per_min": round(row["articles_new"] / seconds * 60),
+                "vs_bare_extract_ceiling": round(row["articles_new"] / seconds * 60 / ceiling, 2),
                 "dedup_ms_per_1000": round(dedup_s / dedup_n * 1e6) if dedup_n else None,
-                "peak_rss_parent_mb": round(parent),
-                "peak_rss_worker_mb": round(worker),
+                **sampler.take(),
                 "status": row["status"],
                 "failed": row["pages_failed"] + row["extract_failed"],
             }
@@ -552,10 +636,12 @@ def run_load(articles: int, hosts: int, runs: int, keep: bool) -> dict:
             )
             tables = cur.fetchall()
         raw = dict(tables).get("raw_pages", 0)
+        sampler.stop()
         results.update(
             stored=count,
             seconds=round(total_seconds, 1),
             articles_per_min=round(count / total_seconds * 60),
+            vs_bare_extract_ceiling=round(count / total_seconds * 60 / ceiling, 2),
             db_bytes_per_article=round(size / count),
             db_bytes_per_article_without_raw_pages=round((size - raw) / count),
             tables_bytes_per_article={name: round(b / count) for name, b in tables},

@@ -21,6 +21,7 @@ from newsdedup.dedup import (
     MemoryStore,
     canonical_key,
     cluster_jsonl,
+    fingerprint_text,
     signature_jaccard,
 )
 from newsdedup.minhash import (
@@ -441,3 +442,15 @@ def test_cluster_jsonl_rejects_lines_without_id(tmp_path: Path) -> None:
     src.write_text('{"title": "no id", "text": "x"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="bad.jsonl:1"):
         cluster_jsonl(src, tmp_path / "out.jsonl")
+
+
+def test_a_carried_fingerprint_is_used_and_one_of_another_version_is_made_again() -> None:
+    params = DedupParams()
+    text = " ".join(f"word{i} of the harbour story number {i % 7}" for i in range(60))
+    made = fingerprint_text(text, "", params)
+    dedup = Deduplicator(params, MemoryStore())
+    assert dedup.fingerprint(Doc(1, text, fingerprint=made)).signature is made.signature
+    other = fingerprint_text(text, "", DedupParams(num_perm=64, bands=32))
+    redone = dedup.fingerprint(Doc(1, text, fingerprint=other))
+    assert redone.signature is not other.signature and np.array_equal(redone.signature, made.signature)
+    assert redone.keys == made.keys and redone.text_hash == made.text_hash

@@ -75,3 +75,18 @@ def test_canonical_on_another_port_is_ignored() -> None:
     html = html.replace("<p>x</p>", "<article><p>" + "A sentence of the story. " * 30 + "</p></article>")
     assert extract(html, "http://127.0.0.1:9002/b.html").canonical_url == "http://127.0.0.1:9002/b.html"
     assert extract(html, "http://127.0.0.1:9001/c.html").canonical_url == "http://127.0.0.1:9001/a.html"
+
+
+def test_garbage_check_ascii_tables_count_what_unicode_categories_count() -> None:
+    import unicodedata
+
+    from newsdedup import extract as module
+
+    for code in range(128):
+        char, category = chr(code), unicodedata.category(chr(code))
+        assert (char.translate(module._ASCII_CONTROL) == "") == (category in module._JUNK_CATEGORIES), code
+        assert (char.translate(module._ASCII_UPPER) == "") == (category == "Lu"), code
+        assert (char.translate(module._ASCII_LOWER) == "") == (category == "Ll"), code
+    base64ish = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk" * 5
+    assert "capitals" in (module.garbage_reason(base64ish) or "")
+    assert module.garbage_reason("The ferry leaves at nine. " * 20) is None

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from newsdedup.clean import clean_article, split_segments
-from newsdedup.dedup import Deduplicator, DedupParams, Doc, MemoryStore
+from newsdedup.clean import _joined_unit, _unit, clean_article, split_segments
+from newsdedup.dedup import Deduplicator, DedupParams, Doc, MemoryStore, fingerprint_text
 from newsdedup.minhash import shingle_hashes, tokens
 from newsdedup.normalize import normalize_for_compare, shingles, words
 from newsdedup.process import extract_page
@@ -114,6 +114,23 @@ def test_every_paragraph_is_kept_or_accounted_for(paragraphs: list[str], title: 
         assert after == before or index in partly  # untouched unless sentences of it were recorded
 
 
+# Paragraphs of several sentences: each starts with a capital after ". ", so it is split there.
+SENTENCED = st.lists(st.lists(TEXT, min_size=1, max_size=4).map(lambda parts: ". ".join(f"A{p}" for p in parts)),
+                     max_size=6)
+
+
+@settings(max_examples=200)
+@given(SENTENCED, TEXT)
+def test_folding_a_paragraph_by_its_sentences_equals_folding_it_whole(paragraphs: list[str], title: str) -> None:
+    text = "\n".join(paragraphs)
+    for paragraph in split_segments(text):
+        joined = _joined_unit(paragraph.text, [_unit(s.text) for s in paragraph.sentences])
+        whole = _unit(paragraph.text)
+        assert (joined.tokens, joined.norm, joined.shingles) == (whole.tokens, whole.norm, whole.shingles)
+    result = clean_article(title, text)
+    assert result.norm == normalize_for_compare(result.text)  # what the worker's fingerprint is made from
+
+
 @settings(max_examples=60, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
 @given(TEXT, TEXT, st.sampled_from([None, "tr", "en"]))
 def test_processing_a_page_never_raises(body: str, title: str, language: str | None) -> None:
@@ -131,5 +148,8 @@ def test_processing_a_page_never_raises(body: str, title: str, language: str | N
     assert (done.article is None) != (done.failure is None)
     if done.article:
         assert done.article.text and "\x00" not in done.article.text + done.article.title
+        made, fresh = done.article.fingerprint, fingerprint_text(done.article.text, done.article.title, PARAMS)
+        assert np.array_equal(made.shingles, fresh.shingles) and np.array_equal(made.signature, fresh.signature)
+        assert (made.keys, made.text_hash, made.length) == (fresh.keys, fresh.text_hash, fresh.length)
     else:
         assert done.failure.outcome == "extract_failed" and done.failure.error_class

@@ -6,10 +6,11 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from newsdedup.normalize import shingles_of_words, words
+from newsdedup.normalize import words
 
 SegmentKind = Literal["paragraph", "sentence"]
 Reason = Literal["title_repeat", "near_duplicate", "exact_duplicate"]
@@ -28,6 +29,9 @@ JACCARD_THRESHOLD = 0.6
 CONTAINMENT_THRESHOLD = 0.9  # later segment almost wholly inside an earlier one (a cut-off copy)
 CONTAINMENT_MIN_SHINGLES = 8  # ...but only when it is long enough for that to mean something
 TITLE_THRESHOLD = 0.6  # both-ways containment with the title ("Title - Site Name" still matches)
+# Either test above needs at least this share of a segment's shingles in one earlier segment
+# (Jaccard >= J implies shared / len >= J): segments below it against all kept text are new.
+MIN_SHARE = min(JACCARD_THRESHOLD, CONTAINMENT_THRESHOLD) * (1 - 1e-9)
 
 # Same set of characters as str.splitlines(): scraped text puts one paragraph per line.
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
@@ -83,6 +87,7 @@ class CleanResult:
 
     text: str
     removed: list[Removal] = field(default_factory=list)
+    norm: str = field(default="", repr=False)  # normalize_for_compare(text), folded on the way
 
     def to_dict(self) -> dict[str, object]:
         """Plain-dict form for JSON/database storage."""
@@ -94,9 +99,10 @@ class _Unit:
     """Comparison view of a piece of text; the original text is kept untouched."""
 
     text: str
+    tokens: list[str]
     norm: str
     n_words: int
-    shingles: frozenset[str]
+    shingles: frozenset[tuple[str, ...]]
 
     @cached_property
     def vocabulary(self) -> frozenset[str]:
@@ -118,7 +124,25 @@ def _is_anchor(raw: str) -> bool:
 def _unit(text: str) -> _Unit:
     """Build the comparison view of text."""
     tokens = words(text)
-    return _Unit(text, " ".join(tokens), len(tokens), frozenset(shingles_of_words(tokens, SHINGLE_K)))
+    return _Unit(text, tokens, " ".join(tokens), len(tokens), _shingles(tokens))
+
+
+def _joined_unit(text: str, parts: list[_Unit]) -> _Unit:
+    """The comparison view of text made of `parts` separated by whitespace (a paragraph of its sentences).
+
+    Equal to _unit(text) (folding is per character and tokens never span whitespace), without folding twice.
+    """
+    tokens = [token for part in parts for token in part.tokens]
+    return _Unit(text, tokens, " ".join(tokens), len(tokens), _shingles(tokens))
+
+
+def _shingles(tokens: list[str]) -> frozenset[tuple[str, ...]]:
+    """Word k-grams as tuples: the same sets as normalize.shingles_of_words (tokens hold no spaces), built in C."""
+    if len(tokens) < SHINGLE_K:
+        return frozenset([tuple(tokens)]) if tokens else frozenset()
+    if SHINGLE_K == 2:
+        return frozenset(zip(tokens, tokens[1:], strict=False))
+    return frozenset(zip(*(tokens[i:] for i in range(SHINGLE_K)), strict=False))
 
 
 def _stripped_span(text: str, start: int, end: int) -> tuple[int, int]:
@@ -192,25 +216,37 @@ class _Hit(NamedTuple):
 
 
 class _Pool:
-    """Kept units in order, with an exact-text map and a shingle index as the cheap prefilter."""
+    """Kept units in order, with an exact-text map, the union of their shingles and a lazy shingle index.
+
+    A near-duplicate shares at least MIN_SHARE of its shingles with one earlier unit, hence with all of them:
+    most segments of an article fail that test against the union, and the index (the costly part) is only
+    built, up to date, for the few that pass.
+    """
 
     def __init__(self) -> None:
         self.units: list[_Unit] = []
         self.by_norm: dict[str, _Unit] = {}
-        self.postings: dict[str, list[int]] = defaultdict(list)
+        self.seen: set[tuple[str, ...]] = set()
+        self.postings: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        self.indexed = 0
 
     def add(self, unit: _Unit) -> None:
         """Append a kept unit."""
         self.by_norm.setdefault(unit.norm, unit)
-        for shingle in unit.shingles:
-            self.postings[shingle].append(len(self.units))
+        self.seen.update(unit.shingles)
         self.units.append(unit)
 
     def sharing(self, candidate: _Unit) -> list[tuple[_Unit, int]]:
-        """Units sharing at least one shingle with candidate, in order, with the shared count."""
-        counts: Counter[int] = Counter()
-        for shingle in candidate.shingles:
-            counts.update(self.postings.get(shingle, ()))
+        """Units that may be near-duplicates of candidate, in order, with the shared shingle count."""
+        if len(self.seen.intersection(candidate.shingles)) < MIN_SHARE * len(candidate.shingles):
+            return []
+        postings = self.postings
+        for n in range(self.indexed, len(self.units)):
+            for shingle in self.units[n].shingles:
+                postings[shingle].append(n)
+        self.indexed = len(self.units)
+        # One Counter over all posting lists: counted in C, not one update() call per shingle.
+        counts = Counter(chain.from_iterable(postings[s] for s in candidate.shingles if s in postings))
         return [(self.units[i], counts[i]) for i in sorted(counts)]
 
 
@@ -287,19 +323,21 @@ def clean_article(title: str, text: str) -> CleanResult:
     pool = _Pool()  # kept paragraphs and their sentences, in order
     previous: _Unit | None = None  # the last kept paragraph
     kept_paragraphs: list[str] = []
+    norms: list[str] = []
     removed: list[Removal] = []
     for paragraph in split_segments(text):
-        whole = _unit(paragraph.text)
+        split = len(paragraph.sentences) > 1
+        units = [_unit(sentence.text) for sentence in paragraph.sentences] if split else []
+        whole = _joined_unit(paragraph.text, units) if split else _unit(paragraph.text)
         hit = _match(whole, title_unit, pool, [], previous)
         if hit:
             removed.append(_removal(paragraph, "paragraph", hit, paragraph.index))
             continue
         sentence_units: list[_Unit] = []
-        if len(paragraph.sentences) > 1:
+        if split:
             kept: list[Segment] = []
             dropped: list[Removal] = []
-            for sentence in paragraph.sentences:
-                unit = _unit(sentence.text)
+            for sentence, unit in zip(paragraph.sentences, units, strict=True):
                 hit = _match(unit, title_unit, pool, sentence_units, None)
                 if hit:
                     dropped.append(_removal(sentence, "sentence", hit, paragraph.index))
@@ -308,7 +346,7 @@ def clean_article(title: str, text: str) -> CleanResult:
                     sentence_units.append(unit)
             if dropped and kept:
                 # What is left must pass the paragraph check too, or a second run would drop it.
-                whole = _unit(_join_sentences(paragraph, kept))
+                whole = _joined_unit(_join_sentences(paragraph, kept), sentence_units)
                 hit = _match(whole, title_unit, pool, [], previous)
                 if hit:
                     dropped = [_removal(paragraph, "paragraph", hit, paragraph.index)]
@@ -320,7 +358,9 @@ def clean_article(title: str, text: str) -> CleanResult:
             pool.add(unit)
         previous = whole
         kept_paragraphs.append(whole.text)
-    return CleanResult("\n\n".join(kept_paragraphs), removed)
+        if whole.norm:
+            norms.append(whole.norm)
+    return CleanResult("\n\n".join(kept_paragraphs), removed, " ".join(norms))
 
 
 def load_plain_text(path: str | Path) -> tuple[str, str]:

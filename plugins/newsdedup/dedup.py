@@ -61,9 +61,9 @@ from newsdedup.minhash import (
 from newsdedup.normalize import normalize_for_compare
 
 __all__ = [
-    "BandKey", "ClusterInfo", "Decision", "DedupParams", "Deduplicator", "Doc", "MemoryStore",
+    "BandKey", "ClusterInfo", "Decision", "DedupParams", "Deduplicator", "Doc", "Fingerprint", "MemoryStore",
     "Method", "SignatureStore", "StoredDoc", "band_keys", "canonical_key", "cluster_jsonl",
-    "signature_jaccard",
+    "fingerprint_text", "signature_jaccard",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,34 @@ Method = Literal["new", "minhash", "containment", "exact"]
 
 _EMPTY = np.empty(0, dtype=np.uint32)
 _LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, eq=False)
+class Fingerprint:
+    """What an article is compared by, under one `DedupParams.version`: computed once, where the CPU is."""
+
+    params_version: str
+    shingles: np.ndarray = field(repr=False)
+    signature: np.ndarray = field(repr=False)
+    keys: list[BandKey] = field(repr=False)
+    text_hash: int
+    length: int
+
+
+def fingerprint_text(text: str, title: str, params: DedupParams, norm: str | None = None) -> Fingerprint:
+    """Shingle hashes, signature, band keys and exact-text hash of `text` (of `title` when the text is empty).
+
+    `norm`, when given, must be normalize_for_compare(text) (clean_article folds the text on the way).
+    """
+    if not (text and text.strip()):
+        text, norm = title or "", None
+    norm = normalize_for_compare(text) if norm is None else norm
+    signer = signer_for(params)
+    shingles = shingle_hashes(tokens_of_normalized(norm), params.shingle_k)
+    signature = signer.signature(shingles)
+    keys = signer.band_keys(signature) if len(shingles) else []
+    text_hash = _signed64(xxhash.xxh64_intdigest(norm.encode("utf-8")))
+    return Fingerprint(params.version, shingles, signature, keys, text_hash, len(text))
 
 
 @dataclass(frozen=True)
@@ -84,6 +112,7 @@ class Doc:
     published_at: datetime | None = None
     source: str | None = None
     url: str | None = None
+    fingerprint: Fingerprint | None = field(default=None, repr=False, compare=False)  # used if its version fits
 
 
 @dataclass(frozen=True, eq=False)
@@ -299,17 +328,13 @@ class Deduplicator:
         """Use `params` for signatures and decisions, `store` for state."""
         self.params = params
         self.store = store
-        self._signer = signer_for(params)
 
     def fingerprint(self, doc: Doc) -> _Prepared:
-        """Shingle hashes, signature, band keys and exact-text hash of an article."""
-        text = doc.text if doc.text and doc.text.strip() else doc.title
-        norm = normalize_for_compare(text or "")
-        shingles = shingle_hashes(tokens_of_normalized(norm), self.params.shingle_k)
-        signature = self._signer.signature(shingles)
-        keys = self._signer.band_keys(signature) if len(shingles) else []
-        text_hash = _signed64(xxhash.xxh64_intdigest(norm.encode("utf-8")))
-        return _Prepared(doc, shingles, signature, keys, text_hash, len(text or ""))
+        """Shingle hashes, signature, band keys and exact-text hash of an article (its own, if it brings one)."""
+        found = doc.fingerprint
+        if found is None or found.params_version != self.params.version:
+            found = fingerprint_text(doc.text, doc.title, self.params)
+        return _Prepared(doc, found.shingles, found.signature, found.keys, found.text_hash, found.length)
 
     def assign(self, doc: Doc) -> Decision:
         """Assign one article and store it."""

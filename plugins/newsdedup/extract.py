@@ -41,6 +41,10 @@ _AUTHOR_META = (("name", "author"), ("property", "article:author"), ("name", "by
 _OPTIONS = Extractor(output_format="python", fast=True, comments=False, tables=False, with_metadata=False)
 _LANGID_CHARS = 5000
 _JUNK_CATEGORIES = frozenset({"So", "Co", "Cn", "Cs", "Cc"})
+# Deletion tables for garbage_reason's ASCII path: ASCII has no So, Co, Cn or Cs characters.
+_ASCII_CONTROL = str.maketrans(dict.fromkeys([*range(32), 127]))
+_ASCII_UPPER = str.maketrans(dict.fromkeys(range(ord("A"), ord("Z") + 1)))
+_ASCII_LOWER = str.maketrans(dict.fromkeys(range(ord("a"), ord("z") + 1)))
 
 
 class ExtractionError(ValueError):
@@ -165,11 +169,17 @@ def garbage_reason(text: str, sample: int = 4000) -> str | None:
     head = text[:sample]
     if len(head) < 200:
         return None
-    categories = Counter(map(unicodedata.category, head))
-    symbols = sum(categories[c] for c in _JUNK_CATEGORIES)
+    if head.isascii():
+        # The same counts without a category look-up per character (most pages are ASCII text).
+        symbols = len(head) - len(head.translate(_ASCII_CONTROL))
+        upper = len(head) - len(head.translate(_ASCII_UPPER))
+        lower = len(head) - len(head.translate(_ASCII_LOWER))
+    else:
+        categories = Counter(map(unicodedata.category, head))
+        symbols = sum(categories[c] for c in _JUNK_CATEGORIES)
+        upper, lower = categories["Lu"], categories["Ll"]
     if symbols > 0.15 * len(head):
         return f"{symbols * 100 // len(head)} % replacement, control or symbol characters"
-    upper, lower = categories["Lu"], categories["Ll"]
     spaces = head.count(" ") + head.count("\n")
     if upper + lower >= 100 and 0.3 < upper / (upper + lower) < 0.7 and spaces < 0.05 * len(head):
         return f"{upper * 100 // (upper + lower)} % capitals in {len(head) // max(spaces, 1)}-character runs"

@@ -33,7 +33,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_de
 from newsdedup import store
 from newsdedup.clean import clean_article
 from newsdedup.config import ConfigError
-from newsdedup.dedup import Doc
+from newsdedup.dedup import DedupParams, Doc, fingerprint_text
 from newsdedup.dedup_store import assign_clusters
 from newsdedup.extract import extract
 
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 MAX_TEXT_CHARS = 150_000  # about 25,000 words
+DEDUP_PARAMS = DedupParams()  # what assign_clusters uses: fingerprints made with others are made again
 
 # Processing counters of pipeline_runs, added to the run's row in each batch's transaction.
 COUNTERS = (
@@ -185,6 +186,8 @@ def extract_page(page: dict) -> Extracted:
         return Extracted(page["raw_page_id"], failure=_failure(page, "RecursionError", "the page is nested too deeply"))
     except Exception as exc:  # noqa: BLE001 - one bad page must not stop the run; it is recorded
         return Extracted(page["raw_page_id"], failure=_failure(page, type(exc).__name__, str(exc) or repr(exc)))
+    # The signature is made here, in the worker, so the loading process only compares and writes.
+    fingerprint = fingerprint_text(cleaned.text, title, DEDUP_PARAMS, norm=cleaned.norm)
     article = store.ArticleRow(
         source_id=page["source_id"],
         url=page["url"],
@@ -196,6 +199,7 @@ def extract_page(page: dict) -> Extracted:
         language=found.language,
         fetched_at=datetime.now(UTC),
         removed=[r.to_dict() for r in cleaned.removed],
+        fingerprint=fingerprint,
     )
     return Extracted(page["raw_page_id"], article=article)
 
@@ -423,6 +427,7 @@ def load_articles(conn: store.Connection, articles: list[store.ArticleRow]) -> C
             title=by_url[url].title,
             published_at=by_url[url].published_at,
             url=url,
+            fingerprint=by_url[url].fingerprint,
         )
         for url, article_id in sorted(done.new.items(), key=lambda kv: order[kv[0]])
     ]

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg2
 import psycopg2.extras
@@ -18,6 +19,9 @@ from newsdedup.config import ConfigError
 from newsdedup.robots import StoredRobots
 from newsdedup.sources import Source
 from newsdedup.urls import url_variants
+
+if TYPE_CHECKING:
+    from newsdedup.dedup import Fingerprint
 
 SQL_DIR = Path(os.environ.get("NEWSDEDUP_SQL_DIR", Path(__file__).resolve().parents[2] / "sql"))
 MIGRATION_LOCK = 4_172_001  # pg_advisory_xact_lock key: one migrator at a time
@@ -392,6 +396,7 @@ class ArticleRow:
     language: str | None
     fetched_at: datetime
     removed: list[dict] = field(default_factory=list)
+    fingerprint: Fingerprint | None = field(default=None, repr=False)  # made by the extraction worker
 
     @property
     def content_hash(self) -> str:
