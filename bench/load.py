@@ -418,9 +418,9 @@ def _peak_mb() -> float:
 
 
 def _machine_busy() -> float:
-    """CPU seconds the whole machine has spent busy (all cores; idle and iowait left out)."""
+    """CPU seconds the whole machine has spent busy (all cores; idle, iowait and steal left out)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(values) - values[3] - values[4]) / TICK
+    return (sum(values) - values[3] - values[4] - values[7]) / TICK
 
 
 class Sampler:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -353,8 +353,13 @@ class Deduplicator:
         known = {
             i: s for i, s in self.store.get(wanted).items() if s.params_version == p.version
         }
-        arrays = [x.shingles for x in prepared] + [s.shingles for s in known.values()]
-        counts = self.store.marks(np.unique(np.concatenate(arrays)))
+        # Marks matter only where a candidate is verified: articles with a stored candidate or a band key
+        # shared within the batch (most new articles have neither), and the stored candidates themselves.
+        batch_keys = Counter(key for x in prepared for key in set(x.keys))
+        arrays = [
+            x.shingles for i, x in enumerate(prepared) if remote[i] or any(batch_keys[key] > 1 for key in x.keys)
+        ] + [s.shingles for s in known.values()]
+        counts = self.store.marks(np.unique(np.concatenate(arrays))) if arrays else {}
         common = np.array(
             sorted(h for h, n in counts.items() if n >= p.min_marks), dtype=np.uint32
         )

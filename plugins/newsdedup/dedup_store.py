@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 import psycopg2.extras
@@ -26,9 +27,18 @@ def _array(data: memoryview | bytes) -> np.ndarray:
     return np.frombuffer(bytes(data), dtype="<u4").astype(np.uint32)
 
 
-def _int32(arr: np.ndarray) -> list[int]:
-    """uint32 hashes as signed ints for an `integer` column."""
-    return np.asarray(arr, dtype=np.uint32).view(np.int32).tolist()
+def _int32(arr: np.ndarray) -> str:
+    """uint32 hashes as signed ints for an `integer` column, as an array literal (see _array_literal)."""
+    return _array_literal(np.asarray(arr, dtype=np.uint32).view(np.int32).tolist())
+
+
+def _array_literal(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers, for a `%s::int[]` / `%s::bigint[]` parameter.
+
+    psycopg2 adapts a Python list item by item (about 1 us each): batches pass tens of thousands of
+    hashes and band keys, which this builds four times faster.
+    """
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 class PgSignatureStore:
@@ -55,7 +65,7 @@ class PgSignatureStore:
                 "FROM unnest(%s::int[], %s::smallint[], %s::bigint[]) AS q(idx, band_no, band_hash) "
                 "JOIN lsh_bands b ON b.band_hash = q.band_hash AND b.band_no = q.band_no "
                 "GROUP BY q.idx, b.article_id",
-                (idx, band_no, band_hash),
+                (_array_literal(idx), _array_literal(band_no), _array_literal(band_hash)),
             )
             hits: dict[int, list[tuple[int, int]]] = defaultdict(list)
             for i, article_id, shared in cur.fetchall():
@@ -132,10 +142,11 @@ class PgSignatureStore:
                 ],
                 page_size=500,
             )
-            bands = [(value, no, d.id) for d, keys in zip(docs, band_keys, strict=True) for no, value in keys]
-            psycopg2.extras.execute_values(
-                cur, "INSERT INTO lsh_bands (band_hash, band_no, article_id) VALUES %s", bands, page_size=5000
+            # 64 band rows per article: COPY, not INSERT.
+            bands = "".join(
+                f"{value}\t{no}\t{d.id}\n" for d, keys in zip(docs, band_keys, strict=True) for no, value in keys
             )
+            cur.copy_expert("COPY lsh_bands (band_hash, band_no, article_id) FROM STDIN", io.StringIO(bands))
             psycopg2.extras.execute_values(
                 cur,
                 "INSERT INTO story_clusters (cluster_id, canonical_article_id, canonical_published_at, "

@@ -122,7 +122,7 @@ class ProcessSettings:
     batch_size: int = 100
     workers: int = field(default_factory=_cpus)
     pool_min_pages: int = 200  # below this, starting worker processes costs more than it saves
-    prefetch: int = 2  # batches extracted ahead while one is loaded
+    prefetch: int = 4  # batches extracted ahead while one is loaded
     db_retry_seconds: int = 120
     page_timeout: float = 60  # seconds one page may take in a worker before it is given up
 
@@ -547,6 +547,10 @@ def process_pages(
     settings = settings or ProcessSettings.from_env()
     retry = retrying(settings.db_retry_seconds, f"processing run {run_id}")
     pending = retry(_pending, db_url, run_id)
+    if more is not None and more():
+        # Pages are still being crawled: they arrive a few at a time, and extracting them here would take
+        # this process (and the crawl threads' interpreter lock) away from loading. Use the pool from the start.
+        pending = max(pending, settings.pool_min_pages)
     with _extractor(settings, pending) as extractor:
         _drain(db_url, run_id, extractor, settings, retry, progress, more)
     retry(_forget_validators, db_url, run_id)
