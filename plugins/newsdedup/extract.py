@@ -6,6 +6,7 @@ import json
 import logging
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from copy import copy
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -82,8 +83,7 @@ def extract(html: str, url: str, *, language_hint: str | None = None) -> Extract
     if tree is None:
         raise ExtractionError("the page could not be parsed as HTML")
     page = _PageMeta(tree)
-    canonical, published = _canonical(page, url), page.published()
-    declared_language, head_title = page.language(), page.title()
+    canonical, published, declared_language = _canonical(page, url), page.published(), page.language()
     # trafilatura's own metadata step (with_metadata=True) cost more than the text extraction: its
     # title and author rules are used here without the date search (htmldate, only as a fallback),
     # the site name, categories, tags and licence look-ups.
@@ -98,7 +98,7 @@ def extract(html: str, url: str, *, language_hint: str | None = None) -> Extract
         text = _soup_text(html)
         method = "beautifulsoup"
     if not title:
-        title = head_title
+        title = page.title()
         method = "trafilatura+lxml-title" if method == "trafilatura" else method
     if not text:
         raise ExtractionError("no article text found")
@@ -255,14 +255,13 @@ class _PageMeta:
 
     def published(self) -> datetime | None:
         """The publication time, as precise as the page gives it, in UTC."""
-        candidates = [self.meta[p] for p in _DATE_META if p in self.meta]
-        candidates += [str(item["datePublished"]) for item in self.json_ld() if item.get("datePublished")]
-        candidates += self.tree.xpath("//time/@datetime")[:1]
-        for raw in candidates:
-            parsed = parse_datetime(raw)
-            if parsed:
-                return parsed
-        return None
+        def candidates() -> Iterator[str]:
+            """In order of trust, each looked up only when the ones before gave no date."""
+            yield from (self.meta[p] for p in _DATE_META if p in self.meta)
+            yield from (str(item["datePublished"]) for item in self.json_ld() if item.get("datePublished"))
+            yield from self.tree.xpath("//time/@datetime")[:1]
+
+        return next((parsed for raw in candidates() if (parsed := parse_datetime(raw))), None)
 
     def language(self) -> str | None:
         """The declared language: <html lang>, Content-Language or og:locale."""
