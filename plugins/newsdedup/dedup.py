@@ -41,7 +41,7 @@ import logging
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from os import PathLike
 from typing import Literal, Protocol
@@ -274,16 +274,11 @@ class MemoryStore:
         return sum(1 for n in self._marks.values() if n >= min_marks)
 
 
-@dataclass(eq=False)
-class _Prepared:
-    """A new article's fingerprint."""
+@dataclass(frozen=True, eq=False)
+class _Prepared(Fingerprint):
+    """A new article with its fingerprint."""
 
     doc: Doc
-    shingles: np.ndarray = field(repr=False)
-    signature: np.ndarray = field(repr=False)
-    keys: list[BandKey] = field(repr=False)
-    text_hash: int
-    length: int
 
 
 @dataclass(eq=False)
@@ -334,7 +329,7 @@ class Deduplicator:
         found = doc.fingerprint
         if found is None or found.params_version != self.params.version:
             found = fingerprint_text(doc.text, doc.title, self.params)
-        return _Prepared(doc, found.shingles, found.signature, found.keys, found.text_hash, found.length)
+        return _Prepared(**{f.name: getattr(found, f.name) for f in fields(Fingerprint)}, doc=doc)
 
     def assign(self, doc: Doc) -> Decision:
         """Assign one article and store it."""
