@@ -220,7 +220,9 @@ def test_browser_sees_the_run_its_note_and_the_dashboard(stack: dict, finished_r
 
             # The dashboard: nav entry, iframe, numbers equal to the database's.
             page.goto(base + "/")
-            page.get_by_role("link", name="newsdedup").first.click()
+            # exact: the home page also links the asset "newsdedup_articles", whose name contains ours
+            page.get_by_role("link", name="newsdedup", exact=True).first.click()
+            page.wait_for_url(re.compile(r"/plugin/newsdedup"))
             frame = page.frame_locator("iframe").first
             expect(frame.locator("[data-metric=articles] .n")).to_have_text(str(articles))
             expect(frame.locator("[data-metric=stories] .n")).to_have_text(str(all_stories))
