@@ -14,6 +14,7 @@ from newsdedup.clean import (
     SHINGLE_K,
     TITLE_THRESHOLD,
     CleanResult,
+    _clean,
     clean_article,
     load_plain_text,
     split_segments,
@@ -334,3 +335,21 @@ def test_distinct_paragraphs_lose_nothing(vocabulary: list[str], lengths: list[i
     result = clean_article("Bambaşka bir başlık", "\n".join(paragraphs))
     assert result.removed == []
     assert result.text == "\n\n".join(paragraphs)
+
+
+def test_screen_changes_nothing_on_the_seed_and_the_fixtures(seed: tuple[str, str]) -> None:
+    """Paragraphs the screen keeps whole are the ones comparing every segment keeps whole (clean._Screen)."""
+    articles = [seed, *(load_plain_text(path) for path in sorted(FIXTURES.glob("*.txt")))]
+    for title, text in articles:
+        assert _clean(title, text, screened=True) == _clean(title, text, screened=False)
+    assert any(_clean(title, text, screened=True).removed for title, text in articles)
+
+
+def test_screen_changes_nothing_on_real_article_bodies() -> None:
+    """The 181 bodies of the shared extraction benchmark, each with its first sentence as the title."""
+    truth = json.loads(shared_path("corpora", "article-extraction-benchmark", "ground-truth.json").read_text())
+    bodies = [item["articleBody"] for item in truth.values() if item.get("articleBody")]
+    assert len(bodies) > 100
+    for body in bodies:
+        title = body.split(". ", 1)[0][:200]
+        assert _clean(title, body, screened=True) == _clean(title, body, screened=False)

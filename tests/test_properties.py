@@ -4,9 +4,9 @@ and the processing unit of one page. Complements the properties in test_clean.py
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from newsdedup.clean import _joined_unit, _unit, clean_article, split_segments
+from newsdedup.clean import _clean, _joined_unit, _unit, clean_article, split_segments
 from newsdedup.dedup import Deduplicator, DedupParams, Doc, MemoryStore, fingerprint_text
 from newsdedup.minhash import shingle_hashes, tokens
 from newsdedup.normalize import normalize_for_compare, shingles, words
@@ -153,3 +153,42 @@ def test_processing_a_page_never_raises(body: str, title: str, language: str | N
         assert (made.keys, made.text_hash, made.length) == (fresh.keys, fresh.text_hash, fresh.length)
     else:
         assert done.failure.outcome == "extract_failed" and done.failure.error_class
+
+
+# Few words, so that shingles repeat everywhere: the screen must let every real repeat through.
+VOCAB = st.sampled_from(["Ankara", "kent", "yangın", "the", "of", "said", "2024", "İzmir", "ılık", "su"])
+SENTENCE = st.lists(VOCAB, min_size=1, max_size=12).map(lambda ws: " ".join(ws).capitalize() + ".")
+PARAGRAPH = st.lists(SENTENCE, min_size=1, max_size=4).map(" ".join)
+
+
+@st.composite
+def repetitive_articles(draw: st.DrawFn) -> tuple[str, str]:
+    """A title and paragraphs where earlier paragraphs, sentences and the title come back, some edited."""
+    paragraphs = draw(st.lists(PARAGRAPH, min_size=1, max_size=5))
+    title = draw(st.one_of(SENTENCE, st.sampled_from(paragraphs)))
+    for _ in range(draw(st.integers(0, 6))):
+        source = draw(st.sampled_from([title, *paragraphs]))
+        words_ = source.split()
+        if words_ and draw(st.booleans()):
+            words_[draw(st.integers(0, len(words_) - 1))] = draw(VOCAB)
+        if len(words_) > 1 and draw(st.booleans()):
+            words_ = words_[: draw(st.integers(1, len(words_)))]
+        paragraphs.insert(draw(st.integers(0, len(paragraphs))), " ".join(words_))
+    return title, "\n".join(paragraphs)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(repetitive_articles())
+# A six-word paragraph with three of its five shingles in a four-word one: Jaccard 0.6 from a short run.
+@example(("Zzz qqq www", "Ankara kent yangın su.\nAnkara kent yangın su ılık hava."))
+def test_screen_keeps_the_result_of_comparing_every_segment(article: tuple[str, str]) -> None:
+    """The screen only skips paragraphs that cannot hold a removal: same text, removals and folding."""
+    title, text = article
+    assert _clean(title, text, screened=True) == _clean(title, text, screened=False)
+
+
+@settings(max_examples=200)
+@given(st.lists(TEXT, max_size=8), TEXT)
+def test_screen_keeps_the_result_on_any_text(paragraphs: list[str], title: str) -> None:
+    text = "\n".join(paragraphs)
+    assert _clean(title, text, screened=True) == _clean(title, text, screened=False)

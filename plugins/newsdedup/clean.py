@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
+from bisect import bisect_left
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -32,6 +35,8 @@ TITLE_THRESHOLD = 0.6  # both-ways containment with the title ("Title - Site Nam
 # Either test above needs at least this share of a segment's shingles in one earlier segment
 # (Jaccard >= J implies shared / len >= J): segments below it against all kept text are new.
 MIN_SHARE = min(JACCARD_THRESHOLD, CONTAINMENT_THRESHOLD) * (1 - 1e-9)
+# ...so a segment long enough to be compared (over SHORT_MAX_WORDS words) shares at least this many.
+_MIN_FLAGGED = math.ceil(MIN_SHARE * SHORT_MAX_WORDS)
 
 # Same set of characters as str.splitlines(): scraped text puts one paragraph per line.
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
@@ -191,19 +196,25 @@ def _split_sentences(paragraph: str, offset: int) -> tuple[Segment, ...]:
     return tuple(sentences)
 
 
-def split_segments(text: str) -> list[Segment]:
-    """Split text into non-empty paragraphs (one per line), each carrying its sentences."""
-    paragraphs: list[Segment] = []
+def _paragraph_spans(text: str) -> Iterator[tuple[int, int]]:
+    """[start, end) of each non-empty line of text, surrounding whitespace excluded."""
     line_start = 0
     for line_end in [m.start() for m in _LINE_BREAK.finditer(text)] + [len(text)]:
         start, end = _stripped_span(text, line_start, line_end)
         if start < end:
-            body = text[start:end]
-            paragraphs.append(
-                Segment(body, start, end, "paragraph", len(paragraphs), _split_sentences(body, start))
-            )
+            yield start, end
         line_start = line_end + (2 if text.startswith("\r\n", line_end) else 1)
-    return paragraphs
+
+
+def _paragraph(text: str, start: int, end: int, index: int) -> Segment:
+    """The paragraph text[start:end] with its sentences."""
+    body = text[start:end]
+    return Segment(body, start, end, "paragraph", index, _split_sentences(body, start))
+
+
+def split_segments(text: str) -> list[Segment]:
+    """Split text into non-empty paragraphs (one per line), each carrying its sentences."""
+    return [_paragraph(text, start, end, i) for i, (start, end) in enumerate(_paragraph_spans(text))]
 
 
 class _Hit(NamedTuple):
@@ -317,50 +328,194 @@ def _removal(segment: Segment, kind: SegmentKind, hit: _Hit, position: int) -> R
     )
 
 
+class _Screen:
+    """Whether a paragraph can hold a removal at all, from its shingle positions alone.
+
+    A segment is only removed if it meets the title (equal, or sharing TITLE_THRESHOLD of the title's
+    shingles), equals the previous kept paragraph (short paragraphs), or shares MIN_SHARE of its d distinct
+    shingles with one earlier unit, which lies in one earlier paragraph or earlier in its own. Of the
+    segment's m >= SHORT_MAX_WORDS shingle positions, at least a + (m - d) >= MIN_SHARE * m then hold a
+    shingle of that paragraph or a repeat from earlier in their own. A paragraph with no such dense run
+    against any earlier paragraph, and not meeting the title or the previous paragraph, is kept whole with
+    all its sentences, without splitting or comparing them.
+    """
+
+    def __init__(self, title: _Unit) -> None:
+        self.title = title.shingles if len(title.tokens) >= SHINGLE_K else frozenset()
+        self.title_token = title.tokens[0] if len(title.tokens) == 1 else None
+        self.seen: set[tuple[str, ...]] = set()  # union of self.paragraphs
+        self.paragraphs: list[set[tuple[str, ...]]] = []  # per earlier paragraph: its shingles and its units'
+
+    def may_remove(self, text: str, tokens: list[str], previous_norm: str | None) -> bool:
+        """Whether some segment of the paragraph `text` (folded: `tokens`) could be removed; records its shingles."""
+        shingles = list(zip(tokens, tokens[1:], strict=False))
+        distinct = set(shingles)
+        repeats = _repeat_positions(shingles) if len(distinct) < len(shingles) else []
+        before = distinct & self.seen
+        earlier = len(self.paragraphs)
+        self.seen |= distinct
+        self.paragraphs.append(distinct)
+        if len(tokens) <= SHORT_MAX_WORDS and " ".join(tokens) == previous_norm:
+            return True
+        if self.title_token is not None and self.title_token in tokens:
+            return True
+        if self.title and len(self.title & distinct) >= TITLE_THRESHOLD * (1 - 1e-9) * len(self.title):
+            return True
+        if len(before) + len(repeats) < _MIN_FLAGGED:
+            return False
+        # Dense against all earlier text somewhere (cheap), then over a whole segment (the paragraph or one of
+        # its sentences: needs the split), then against one earlier paragraph alone.
+        repeated = set(repeats)
+        flagged = [i for i, s in enumerate(shingles) if s in before or i in repeated]
+        if not _dense(flagged, MIN_SHARE, SHORT_MAX_WORDS):
+            return False
+        for a, b in _segment_ranges(text, tokens):
+            if _count(flagged, a, b) < MIN_SHARE * (b - a):
+                continue
+            if _count(repeats, a, b) >= MIN_SHARE * (b - a):
+                return True
+            segment = shingles[a:b]
+            for other in islice(self.paragraphs, earlier):
+                own = sum(1 for i, s in enumerate(segment, a) if s in other or i in repeated)
+                if own >= MIN_SHARE * (b - a):
+                    return True
+        return False
+
+    def record(self, shingles: frozenset[tuple[str, ...]]) -> None:
+        """Add the shingles of a unit kept from the last paragraph (a rejoined one has new ones)."""
+        self.seen |= shingles
+        self.paragraphs[-1] |= shingles
+
+
+def _segment_ranges(text: str, tokens: list[str]) -> list[tuple[int, int]]:
+    """Shingle positions [first, end) of the paragraph and of its sentences, those over SHORT_MAX_WORDS words."""
+    ranges = [(0, len(tokens) - 1)] if len(tokens) > SHORT_MAX_WORDS else []
+    sentences = _split_sentences(text, 0)
+    if len(sentences) > 1:
+        first = 0
+        for sentence in sentences:
+            count = len(words(sentence.text))
+            if count > SHORT_MAX_WORDS:
+                ranges.append((first, first + count - 1))
+            first += count
+    return ranges
+
+
+def _count(positions: list[int], start: int, end: int) -> int:
+    """How many of the sorted positions lie in [start, end)."""
+    return bisect_left(positions, end) - bisect_left(positions, start)
+
+
+def _repeat_positions(shingles: list[tuple[str, ...]]) -> list[int]:
+    """Positions whose shingle occurs earlier in the list."""
+    here: set[tuple[str, ...]] = set()
+    repeats = []
+    for i, shingle in enumerate(shingles):
+        if shingle in here:
+            repeats.append(i)
+        here.add(shingle)
+    return repeats
+
+
+def _dense(positions: list[int], share: float, window: int) -> bool:
+    """Whether some run of at least `window` positions has `share` of them in `positions` (sorted).
+
+    A longer run splits into disjoint runs of window to 2*window - 1 positions, and one of them is at least
+    as dense, so only those lengths are tried, each ending at a listed position.
+    """
+    for b, end in enumerate(positions):
+        for length in range(window, 2 * window):
+            if b - bisect_left(positions, end - length + 1) + 1 >= share * length:
+                return True
+    return False
+
+
 def clean_article(title: str, text: str) -> CleanResult:
     """Remove headline repeats and near-duplicates of earlier paragraphs/sentences from text."""
+    return _clean(title, text, screened=True)
+
+
+def _clean(title: str, text: str, *, screened: bool) -> CleanResult:
+    """clean_article; screened=False compares every segment (the screen must not change the result)."""
     title_unit = _unit(title)
+    screen = _Screen(title_unit)
     pool = _Pool()  # kept paragraphs and their sentences, in order
-    previous: _Unit | None = None  # the last kept paragraph
+    pending: list[tuple[int, int, int]] = []  # (start, end, index) of paragraphs kept by the screen, not in the pool
+    previous: _Unit | None = None  # the last kept paragraph (None while it is pending)
+    previous_norm: str | None = None
     kept_paragraphs: list[str] = []
     norms: list[str] = []
     removed: list[Removal] = []
-    for paragraph in split_segments(text):
-        split = len(paragraph.sentences) > 1
-        units = [_unit(sentence.text) for sentence in paragraph.sentences] if split else []
-        whole = _joined_unit(paragraph.text, units) if split else _unit(paragraph.text)
-        hit = _match(whole, title_unit, pool, [], previous)
-        if hit:
-            removed.append(_removal(paragraph, "paragraph", hit, paragraph.index))
+    for index, (start, end) in enumerate(_paragraph_spans(text)):
+        tokens = words(text[start:end])
+        if screened and not screen.may_remove(text[start:end], tokens, previous_norm):
+            pending.append((start, end, index))
+            kept_paragraphs.append(text[start:end])
+            previous, previous_norm = None, " ".join(tokens)
+            if tokens:
+                norms.append(previous_norm)
             continue
-        sentence_units: list[_Unit] = []
-        if split:
-            kept: list[Segment] = []
-            dropped: list[Removal] = []
-            for sentence, unit in zip(paragraph.sentences, units, strict=True):
-                hit = _match(unit, title_unit, pool, sentence_units, None)
-                if hit:
-                    dropped.append(_removal(sentence, "sentence", hit, paragraph.index))
-                else:
-                    kept.append(sentence)
-                    sentence_units.append(unit)
-            if dropped and kept:
-                # What is left must pass the paragraph check too, or a second run would drop it.
-                whole = _joined_unit(_join_sentences(paragraph, kept), sentence_units)
-                hit = _match(whole, title_unit, pool, [], previous)
-                if hit:
-                    dropped = [_removal(paragraph, "paragraph", hit, paragraph.index)]
-                    kept = []
-            removed.extend(dropped)
-            if not kept:
-                continue
-        for unit in (whole, *sentence_units):
-            pool.add(unit)
-        previous = whole
+        for pending_start, pending_end, pending_index in pending:
+            previous = _pool_paragraph(pool, _paragraph(text, pending_start, pending_end, pending_index))
+        pending.clear()
+        paragraph = _paragraph(text, start, end, index)
+        whole, dropped = _clean_paragraph(paragraph, title_unit, pool, previous)
+        removed.extend(dropped)
+        if whole is None:
+            continue
+        if screened:
+            screen.record(whole.shingles)
+        previous, previous_norm = whole, whole.norm
         kept_paragraphs.append(whole.text)
         if whole.norm:
             norms.append(whole.norm)
     return CleanResult("\n\n".join(kept_paragraphs), removed, " ".join(norms))
+
+
+def _pool_paragraph(pool: _Pool, paragraph: Segment) -> _Unit:
+    """Add a paragraph kept whole, and its sentences, to the pool; return its unit."""
+    units = [_unit(sentence.text) for sentence in paragraph.sentences] if len(paragraph.sentences) > 1 else []
+    whole = _joined_unit(paragraph.text, units) if units else _unit(paragraph.text)
+    for unit in (whole, *units):
+        pool.add(unit)
+    return whole
+
+
+def _clean_paragraph(
+    paragraph: Segment, title_unit: _Unit, pool: _Pool, previous: _Unit | None
+) -> tuple[_Unit | None, list[Removal]]:
+    """Compare a paragraph, then its sentences, with the title and the pool; add what is kept to the pool.
+
+    Returns the unit of the kept text (None when nothing is kept) and the removals.
+    """
+    split = len(paragraph.sentences) > 1
+    units = [_unit(sentence.text) for sentence in paragraph.sentences] if split else []
+    whole = _joined_unit(paragraph.text, units) if split else _unit(paragraph.text)
+    hit = _match(whole, title_unit, pool, [], previous)
+    if hit:
+        return None, [_removal(paragraph, "paragraph", hit, paragraph.index)]
+    sentence_units: list[_Unit] = []
+    dropped: list[Removal] = []
+    if split:
+        kept: list[Segment] = []
+        for sentence, unit in zip(paragraph.sentences, units, strict=True):
+            hit = _match(unit, title_unit, pool, sentence_units, None)
+            if hit:
+                dropped.append(_removal(sentence, "sentence", hit, paragraph.index))
+            else:
+                kept.append(sentence)
+                sentence_units.append(unit)
+        if dropped and kept:
+            # What is left must pass the paragraph check too, or a second run would drop it.
+            whole = _joined_unit(_join_sentences(paragraph, kept), sentence_units)
+            hit = _match(whole, title_unit, pool, [], previous)
+            if hit:
+                return None, [_removal(paragraph, "paragraph", hit, paragraph.index)]
+        if not kept:
+            return None, dropped
+    for unit in (whole, *sentence_units):
+        pool.add(unit)
+    return whole, dropped
 
 
 def load_plain_text(path: str | Path) -> tuple[str, str]:
