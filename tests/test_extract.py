@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from newsdedup.extract import ExtractionError, extract, parse_datetime
 
 from tests.conftest import shared_path
@@ -77,16 +79,28 @@ def test_canonical_on_another_port_is_ignored() -> None:
     assert extract(html, "http://127.0.0.1:9001/c.html").canonical_url == "http://127.0.0.1:9001/a.html"
 
 
-def test_garbage_check_ascii_tables_count_what_unicode_categories_count() -> None:
+# Replacement, emoji, private use (plane 15), mathematical capital (plane 1), a lone surrogate, Turkish I.
+ODD_CHARACTERS = st.sampled_from("\ufffd\U0001f600\U000f0000\U0001d400\ud800İı")
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet=st.characters(codec="utf-8") | ODD_CHARACTERS, max_size=300))
+def test_garbage_check_counts_what_unicode_categories_count(text: str) -> None:
+    """The class table (one numpy look-up per character) against unicodedata, astral planes included."""
     import unicodedata
+    from collections import Counter
 
     from newsdedup import extract as module
 
-    for code in range(128):
-        char, category = chr(code), unicodedata.category(chr(code))
-        assert (char.translate(module._ASCII_CONTROL) == "") == (category in module._JUNK_CATEGORIES), code
-        assert (char.translate(module._ASCII_UPPER) == "") == (category == "Lu"), code
-        assert (char.translate(module._ASCII_LOWER) == "") == (category == "Ll"), code
+    categories = Counter(map(unicodedata.category, text))
+    expected = [len(text) - sum(categories[c] for c in {*module._JUNK_CATEGORIES, "Lu", "Ll"}),
+                sum(categories[c] for c in module._JUNK_CATEGORIES), categories["Lu"], categories["Ll"]]
+    assert module._class_counts(text).tolist() == expected
+
+
+def test_garbage_check_tells_binary_from_text() -> None:
+    from newsdedup import extract as module
+
     base64ish = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk" * 5
     assert "capitals" in (module.garbage_reason(base64ish) or "")
     assert module.garbage_reason("The ferry leaves at nine. " * 20) is None
