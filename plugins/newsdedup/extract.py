@@ -18,8 +18,9 @@ import trafilatura
 from bs4 import BeautifulSoup
 from htmldate import find_date
 from lxml.html import HtmlElement
-from trafilatura.metadata import examine_meta, extract_meta_json, extract_metainfo, extract_title, normalize_authors
-from trafilatura.settings import Extractor, set_date_params
+from trafilatura.json_metadata import extract_json, extract_json_parse_error, normalize_json
+from trafilatura.metadata import JSON_MINIFY, examine_meta, extract_metainfo, extract_title, normalize_authors
+from trafilatura.settings import Document, Extractor, set_date_params
 from trafilatura.utils import load_html
 from trafilatura.xpaths import AUTHOR_XPATHS
 
@@ -43,7 +44,7 @@ _AUTHOR_META = (("name", "author"), ("property", "article:author"), ("name", "by
 _OPTIONS = Extractor(output_format="python", fast=True, comments=False, tables=False, with_metadata=False)
 _LANGID_CHARS = 5000
 _JUNK_CATEGORIES = frozenset({"So", "Co", "Cn", "Cs", "Cc"})
-_OTHER, _JUNK, _UPPER, _LOWER = range(4)  # character classes counted by garbage_reason
+_OTHER, _JUNK, _UPPER, _LOWER = range(4)  # character classes counted by garbage_reason, in this order
 
 
 class ExtractionError(ValueError):
@@ -125,7 +126,7 @@ def _trafilatura_title_author(tree: HtmlElement) -> tuple[str, str | None]:
         meta = examine_meta(tree)
         if meta.author and " " not in meta.author:
             meta.author = None  # a single token is a handle or a site name, as trafilatura judges it
-        meta = extract_meta_json(tree, meta)
+        meta = _meta_json(tree, meta)
         title = meta.title or extract_title(tree) or ""
         author = meta.author
         if not author:
@@ -136,6 +137,22 @@ def _trafilatura_title_author(tree: HtmlElement) -> tuple[str, str | None]:
         log.debug("trafilatura metadata failed", exc_info=True)
         return "", None
     return (title or "").strip(), (author or "").strip() or None
+
+
+def _meta_json(tree: HtmlElement, meta: Document) -> Document:
+    """trafilatura's extract_meta_json without its minifying regex, which costs more than the rest of it.
+
+    Whitespace outside JSON strings does not change what json.loads returns, so the script text is
+    normalised as trafilatura normalises the minified one and parsed; broken JSON takes trafilatura's path.
+    """
+    for elem in tree.xpath('.//script[@type="application/ld+json" or @type="application/settings+json"]'):
+        if not elem.text:
+            continue
+        try:
+            meta = extract_json(json.loads(normalize_json(elem.text), strict=False), meta)
+        except json.JSONDecodeError:
+            meta = extract_json_parse_error(normalize_json(JSON_MINIFY.sub(r"\1", elem.text)), meta)
+    return meta
 
 
 def _normalized_author(raw: str | None) -> str | None:
@@ -167,7 +184,7 @@ def garbage_reason(text: str, sample: int = 4000) -> str | None:
     head = text[:sample]
     if len(head) < 200:
         return None
-    symbols, upper, lower = _class_counts(head)[[_JUNK, _UPPER, _LOWER]].tolist()
+    symbols, upper, lower = _class_counts(head)
     if symbols > 0.15 * len(head):
         return f"{symbols * 100 // len(head)} % replacement, control or symbol characters"
     spaces = head.count(" ") + head.count("\n")
@@ -176,13 +193,17 @@ def garbage_reason(text: str, sample: int = 4000) -> str | None:
     return None
 
 
-def _class_counts(text: str) -> np.ndarray:
-    """How many characters of text are of each class (_OTHER, _JUNK, _UPPER, _LOWER)."""
+def _class_counts(text: str) -> tuple[int, int, int]:
+    """How many characters of text are _JUNK, _UPPER and _LOWER."""
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    counts = np.bincount(_bmp_classes()[codes[codes <= 0xFFFF]], minlength=4)
-    for code in codes[codes > 0xFFFF].tolist():
-        counts[_char_class(chr(code))] += 1
-    return counts
+    astral = codes[codes > 0xFFFF].tolist() if len(codes) and codes.max() > 0xFFFF else []
+    classes = _bmp_classes().take(codes[codes <= 0xFFFF] if astral else codes)
+    counts = [int(np.count_nonzero(classes == wanted)) for wanted in (_JUNK, _UPPER, _LOWER)]
+    for code in astral:
+        kind = _char_class(chr(code))
+        if kind != _OTHER:
+            counts[kind - 1] += 1
+    return counts[0], counts[1], counts[2]
 
 
 @cache
@@ -237,7 +258,11 @@ class _PageMeta:
 
     def canonical_links(self) -> list[str]:
         """Candidate canonical URLs: <link rel=canonical>, then og:url."""
-        links = [h.strip() for h in self.tree.xpath('//link[contains(concat(" ", @rel, " "), " canonical ")]/@href')]
+        links = [
+            (node.get("href") or "").strip()
+            for node in self.tree.iter("link")  # iter() walks the tree in C, 5x faster than the same XPath
+            if "canonical" in (node.get("rel") or "").lower().split()
+        ]
         og = self.meta.get(("property", "og:url"))
         return [h for h in [*links, og] if h]
 
@@ -291,6 +316,8 @@ class _PageMeta:
 def _canonical(page: _PageMeta, url: str) -> str:
     """Return the page's canonical URL (link rel=canonical, then og:url, then the URL itself)."""
     for href in page.canonical_links():
+        if href == url:  # the page names itself (most do): nothing to resolve or compare
+            break
         candidate = canonicalize(urljoin(url, href))
         # A canonical link to another host is ignored: a page must not claim another site's URL.
         if candidate and _host(candidate) == _host(url):
