@@ -350,7 +350,6 @@ class _Screen:
         """Whether some segment of the paragraph `text` (folded: `tokens`) could be removed; records its shingles."""
         shingles = list(zip(tokens, tokens[1:], strict=False))
         distinct = set(shingles)
-        repeats = _repeat_positions(shingles) if len(distinct) < len(shingles) else []
         before = distinct & self.seen
         earlier = len(self.paragraphs)
         self.seen |= distinct
@@ -361,14 +360,20 @@ class _Screen:
             return True
         if self.title and len(self.title & distinct) >= TITLE_THRESHOLD * (1 - 1e-9) * len(self.title):
             return True
-        if len(before) + len(repeats) < _MIN_FLAGGED:
+        if len(before) + len(shingles) - len(distinct) < _MIN_FLAGGED:
             return False
+        # Positions holding a shingle of earlier text or an earlier one of their own, then those of the latter.
+        first = dict(zip(reversed(shingles), range(len(shingles) - 1, -1, -1), strict=True))  # first positions
+        if len(distinct) == len(shingles):
+            flagged, repeats = sorted(map(first.__getitem__, before)), []
+        else:
+            flagged = [i for i, s in enumerate(shingles) if s in before or first[s] != i]
+            repeats = [i for i in flagged if first[shingles[i]] != i]
         # Dense against all earlier text somewhere (cheap), then over a whole segment (the paragraph or one of
         # its sentences: needs the split), then against one earlier paragraph alone.
-        repeated = set(repeats)
-        flagged = [i for i, s in enumerate(shingles) if s in before or i in repeated]
         if not _dense(flagged, MIN_SHARE, SHORT_MAX_WORDS):
             return False
+        repeated = set(repeats)
         for a, b in _segment_ranges(text, tokens):
             if _count(flagged, a, b) < MIN_SHARE * (b - a):
                 continue
@@ -404,17 +409,6 @@ def _segment_ranges(text: str, tokens: list[str]) -> list[tuple[int, int]]:
 def _count(positions: list[int], start: int, end: int) -> int:
     """How many of the sorted positions lie in [start, end)."""
     return bisect_left(positions, end) - bisect_left(positions, start)
-
-
-def _repeat_positions(shingles: list[tuple[str, ...]]) -> list[int]:
-    """Positions whose shingle occurs earlier in the list."""
-    here: set[tuple[str, ...]] = set()
-    repeats = []
-    for i, shingle in enumerate(shingles):
-        if shingle in here:
-            repeats.append(i)
-        here.add(shingle)
-    return repeats
 
 
 def _dense(positions: list[int], share: float, window: int) -> bool:
