@@ -377,13 +377,12 @@ class _Screen:
         for a, b in _segment_ranges(text, tokens):
             if _count(flagged, a, b) < MIN_SHARE * (b - a):
                 continue
-            if _count(repeats, a, b) >= MIN_SHARE * (b - a):
+            need = MIN_SHARE * (b - a) - _count(repeats, a, b)
+            if need <= 0:
                 return True
-            segment = shingles[a:b]
-            for other in islice(self.paragraphs, earlier):
-                own = sum(1 for i, s in enumerate(segment, a) if s in other or i in repeated)
-                if own >= MIN_SHARE * (b - a):
-                    return True
+            fresh = {shingles[i] for i in range(a, b) if i not in repeated}  # first occurrences: one per position
+            if any(len(fresh & other) >= need for other in islice(self.paragraphs, earlier)):
+                return True
         return False
 
     def record(self, shingles: frozenset[tuple[str, ...]]) -> None:
@@ -417,8 +416,11 @@ def _dense(positions: list[int], share: float, window: int) -> bool:
     A longer run splits into disjoint runs of window to 2*window - 1 positions, and one of them is at least
     as dense, so only those lengths are tried, each ending at a listed position.
     """
+    longest = 2 * window - 1
     for b, end in enumerate(positions):
-        for length in range(window, 2 * window):
+        if b - bisect_left(positions, end - longest + 1) + 1 < share * window:
+            continue  # too few even in the longest run ending here, and every length needs share * window
+        for length in range(window, longest + 1):
             if b - bisect_left(positions, end - length + 1) + 1 >= share * length:
                 return True
     return False
