@@ -181,6 +181,8 @@ def repetitive_articles(draw: st.DrawFn) -> tuple[str, str]:
 @given(repetitive_articles())
 # A six-word paragraph with three of its five shingles in a four-word one: Jaccard 0.6 from a short run.
 @example(("Zzz qqq www", "Ankara kent yangın su.\nAnkara kent yangın su ılık hava."))
+# A sentence repeating the one before it in the first paragraph: only the paragraph's own repeats tell.
+@example(("Zzz qqq www", "Ankara kent yangın su ılık hava. Ankara kent yangın su ılık hava dedi."))
 def test_screen_keeps_the_result_of_comparing_every_segment(article: tuple[str, str]) -> None:
     """The screen only skips paragraphs that cannot hold a removal: same text, removals and folding."""
     title, text = article
