@@ -35,8 +35,10 @@ TITLE_THRESHOLD = 0.6  # both-ways containment with the title ("Title - Site Nam
 # Either test above needs at least this share of a segment's shingles in one earlier segment
 # (Jaccard >= J implies shared / len >= J): segments below it against all kept text are new.
 MIN_SHARE = min(JACCARD_THRESHOLD, CONTAINMENT_THRESHOLD) * (1 - 1e-9)
-# ...so a segment long enough to be compared (over SHORT_MAX_WORDS words) shares at least this many.
-_MIN_FLAGGED = math.ceil(MIN_SHARE * SHORT_MAX_WORDS)
+# A segment long enough to be compared (over SHORT_MAX_WORDS words) has at least _MIN_POSITIONS shingle
+# positions, and at least _MIN_FLAGGED of them shared with earlier text when it is a repeat.
+_MIN_POSITIONS = SHORT_MAX_WORDS + 2 - SHINGLE_K
+_MIN_FLAGGED = math.ceil(MIN_SHARE * _MIN_POSITIONS)
 
 # Same set of characters as str.splitlines(): scraped text puts one paragraph per line.
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
@@ -334,7 +336,7 @@ class _Screen:
     A segment is only removed if it meets the title (equal, or sharing TITLE_THRESHOLD of the title's
     shingles), equals the previous kept paragraph (short paragraphs), or shares MIN_SHARE of its d distinct
     shingles with one earlier unit, which lies in one earlier paragraph or earlier in its own. Of the
-    segment's m >= SHORT_MAX_WORDS shingle positions, at least a + (m - d) >= MIN_SHARE * m then hold a
+    segment's m >= _MIN_POSITIONS shingle positions, at least a + (m - d) >= MIN_SHARE * m then hold a
     shingle of that paragraph or a repeat from earlier in their own. A paragraph with no such dense run
     against any earlier paragraph, and not meeting the title or the previous paragraph, is kept whole with
     all its sentences, without splitting or comparing them.
@@ -342,13 +344,14 @@ class _Screen:
 
     def __init__(self, title: _Unit) -> None:
         self.title = title.shingles if len(title.tokens) >= SHINGLE_K else frozenset()
-        self.title_token = title.tokens[0] if len(title.tokens) == 1 else None
+        # A title shorter than a shingle is one short shingle, met only by a segment equal to it.
+        self.title_words = frozenset(title.tokens) if 0 < len(title.tokens) < SHINGLE_K else None
         self.seen: set[tuple[str, ...]] = set()  # union of self.paragraphs
         self.paragraphs: list[set[tuple[str, ...]]] = []  # per earlier paragraph: its shingles and its units'
 
     def may_remove(self, text: str, tokens: list[str], previous_norm: str | None) -> bool:
         """Whether some segment of the paragraph `text` (folded: `tokens`) could be removed; records its shingles."""
-        shingles = list(zip(tokens, tokens[1:], strict=False))
+        shingles = list(zip(*(tokens[i:] for i in range(SHINGLE_K)), strict=False))  # as _shingles, in order
         distinct = set(shingles)
         before = distinct & self.seen
         earlier = len(self.paragraphs)
@@ -356,7 +359,7 @@ class _Screen:
         self.paragraphs.append(distinct)
         if len(tokens) <= SHORT_MAX_WORDS and " ".join(tokens) == previous_norm:
             return True
-        if self.title_token is not None and self.title_token in tokens:
+        if self.title_words is not None and self.title_words.issubset(tokens):
             return True
         if self.title and len(self.title & distinct) >= TITLE_THRESHOLD * (1 - 1e-9) * len(self.title):
             return True
@@ -371,7 +374,7 @@ class _Screen:
             repeats = [i for i in flagged if first[shingles[i]] != i]
         # Dense against all earlier text somewhere (cheap), then over a whole segment (the paragraph or one of
         # its sentences: needs the split), then against one earlier paragraph alone.
-        if not _dense(flagged, MIN_SHARE, SHORT_MAX_WORDS):
+        if not _dense(flagged, MIN_SHARE, _MIN_POSITIONS):
             return False
         repeated = set(repeats)
         for a, b in _segment_ranges(text, tokens):
@@ -393,14 +396,14 @@ class _Screen:
 
 def _segment_ranges(text: str, tokens: list[str]) -> list[tuple[int, int]]:
     """Shingle positions [first, end) of the paragraph and of its sentences, those over SHORT_MAX_WORDS words."""
-    ranges = [(0, len(tokens) - 1)] if len(tokens) > SHORT_MAX_WORDS else []
+    ranges = [(0, len(tokens) - SHINGLE_K + 1)] if len(tokens) > SHORT_MAX_WORDS else []
     sentences = _split_sentences(text, 0)
     if len(sentences) > 1:
         first = 0
         for sentence in sentences:
             count = len(words(sentence.text))
             if count > SHORT_MAX_WORDS:
-                ranges.append((first, first + count - 1))
+                ranges.append((first, first + count - SHINGLE_K + 1))
             first += count
     return ranges
 
