@@ -471,10 +471,15 @@ def _clean(title: str, text: str, *, screened: bool) -> CleanResult:
     return CleanResult("\n\n".join(kept_paragraphs), removed, " ".join(norms))
 
 
+def _paragraph_units(paragraph: Segment) -> tuple[_Unit, list[_Unit]]:
+    """The paragraph's unit and its sentences' units (none when it is one sentence)."""
+    units = [_unit(sentence.text) for sentence in paragraph.sentences] if len(paragraph.sentences) > 1 else []
+    return (_joined_unit(paragraph.text, units) if units else _unit(paragraph.text)), units
+
+
 def _pool_paragraph(pool: _Pool, paragraph: Segment) -> _Unit:
     """Add a paragraph kept whole, and its sentences, to the pool; return its unit."""
-    units = [_unit(sentence.text) for sentence in paragraph.sentences] if len(paragraph.sentences) > 1 else []
-    whole = _joined_unit(paragraph.text, units) if units else _unit(paragraph.text)
+    whole, units = _paragraph_units(paragraph)
     for unit in (whole, *units):
         pool.add(unit)
     return whole
@@ -487,15 +492,13 @@ def _clean_paragraph(
 
     Returns the unit of the kept text (None when nothing is kept) and the removals.
     """
-    split = len(paragraph.sentences) > 1
-    units = [_unit(sentence.text) for sentence in paragraph.sentences] if split else []
-    whole = _joined_unit(paragraph.text, units) if split else _unit(paragraph.text)
+    whole, units = _paragraph_units(paragraph)
     hit = _match(whole, title_unit, pool, [], previous)
     if hit:
         return None, [_removal(paragraph, "paragraph", hit, paragraph.index)]
     sentence_units: list[_Unit] = []
     dropped: list[Removal] = []
-    if split:
+    if units:
         kept: list[Segment] = []
         for sentence, unit in zip(paragraph.sentences, units, strict=True):
             hit = _match(unit, title_unit, pool, sentence_units, None)
