@@ -84,9 +84,10 @@ ODD_CHARACTERS = st.sampled_from("\ufffd\U0001f600\U000f0000\U0001d400\ud800İı
 
 
 @settings(max_examples=300)
-@given(st.text(alphabet=st.characters(codec="utf-8") | ODD_CHARACTERS, max_size=300))
+@given(st.text(alphabet=st.characters(codec="utf-8") | ODD_CHARACTERS, max_size=300)
+       | st.text(alphabet=st.characters(codec="latin-1"), max_size=300))
 def test_garbage_check_counts_what_unicode_categories_count(text: str) -> None:
-    """The class table (one numpy look-up per character) against unicodedata, astral planes included."""
+    """The class tables (Latin-1 bytes, then numpy over the BMP) against unicodedata, astral planes included."""
     import unicodedata
     from collections import Counter
 

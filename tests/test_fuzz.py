@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from newsdedup.extract import ExtractionError, extract
 from newsdedup.fetch import FetchResult, decode_body
-from newsdedup.process import Extracted, ProcessSettings, _Extractor, extract_page
+from newsdedup.process import Extracted, ProcessSettings, _Extractor, extract_page, extract_pages
 from newsdedup.sources import Source, discover
 
 from demo import site as demo_site
@@ -254,6 +254,42 @@ def test_text_longer_than_an_article_is_refused_before_cleaning() -> None:
     )
     assert done.failure and "longer than an article" in done.failure.error_message
     assert time.monotonic() - started < 10  # cleaning it would take about 40 s
+
+
+def test_a_chunk_is_processed_stage_by_stage_with_each_page_failing_alone() -> None:
+    """extract_pages runs each stage over the whole chunk: a page failing at any stage fails alone, in order."""
+    story = "<p>" + "The harbour ferry keeps its winter timetable until March, the operator said. " * 6 + "</p>"
+    headline = "Ferry keeps its winter timetable"
+    bodies = {
+        1: f"<html><head><title>{headline}</title></head><body><article><h1>{headline}</h1>{story}</article>"
+        "</body></html>",
+        2: "",  # nothing to extract
+        3: f"<html><head><title>{headline}</title></head><body><article>" + f"<p>{headline}.</p>" * 3
+        + "</article></body></html>",  # only repeats its headline: fails at cleaning
+        4: "<html><body>" + "<div>" * 100_000 + story + "</div>" * 100_000 + "</body></html>",
+        5: "<html><head><title>Trams return</title></head><body><article>" + "".join(
+            f"<p>Tram line {i} reopens on Monday after {i + 2} weeks of track work in the old town.</p>"
+            for i in range(6)) + "</article></body></html>",
+    }
+    pages = [
+        {"raw_page_id": n, "source_id": 1, "url": f"{URL}?{n}", "final_url": f"{URL}?{n}", "html": html,
+         "feed_title": None, "feed_published": None, "source_language": "en"}
+        for n, html in bodies.items()
+    ]
+    together = extract_pages(pages)
+    alone = [extract_page(page) for page in pages]
+    assert [done.raw_page_id for done in together] == list(bodies)
+    for chunked, single in zip(together, alone, strict=True):
+        assert (chunked.failure is None) == (single.failure is None)
+        if chunked.article:
+            assert (chunked.article.text, chunked.article.fingerprint.signature.tolist()) == (
+                single.article.text, single.article.fingerprint.signature.tolist())
+        else:
+            assert chunked.failure.error_message == single.failure.error_message
+    assert together[0].article and "winter timetable" in together[0].article.text
+    assert together[1].failure and together[2].failure
+    assert "only repeats its headline" in together[2].failure.error_message
+    assert together[4].article and "Tram line 5" in together[4].article.text
 
 
 @pytest.mark.parametrize("depth", [10_000, 100_000])

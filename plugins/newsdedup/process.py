@@ -25,22 +25,25 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import psycopg2
 import psycopg2.extras
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from newsdedup import store
-from newsdedup.clean import clean_article
+from newsdedup.clean import CleanResult, clean_article
 from newsdedup.config import ConfigError
 from newsdedup.dedup import DedupParams, Doc, fingerprint_text
 from newsdedup.dedup_store import assign_clusters
-from newsdedup.extract import extract
+from newsdedup.extract import ExtractedArticle, extract
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 MAX_TEXT_CHARS = 150_000  # about 25,000 words
+CHUNK_PAGES = 16  # pages per unit of work sent to a worker (fewer when a batch is small)
 DEDUP_PARAMS = DedupParams()  # what assign_clusters uses: fingerprints made with others are made again
 
 # Processing counters of pipeline_runs, added to the run's row in each batch's transaction.
@@ -169,30 +172,76 @@ def _no_nul(value: str | None) -> str | None:
 
 
 def extract_page(page: dict) -> Extracted:
-    """Extract and clean one raw page; any failure becomes a record, never an exception."""
+    """Extract, clean and sign one raw page; any failure becomes a record, never an exception."""
+    return extract_pages([page])[0]
+
+
+def extract_pages(pages: Sequence[dict]) -> list[Extracted]:
+    """Extract a chunk of pages (the unit of work sent to a worker process), one stage at a time.
+
+    Every page is extracted, then every article cleaned, then signed: each stage's code stays in the
+    CPU caches across the chunk, which made chunks of 16 generated pages about 9 % faster than going
+    page by page (bench/extract_speed.py).
+    """
+    found = [_guarded(page, _extracted, page) for page in pages]
+    cleaned = [
+        _guarded(page, _cleaned, page, item) if isinstance(item, ExtractedArticle) else item
+        for page, item in zip(pages, found, strict=True)
+    ]
+    return [
+        _signed(page, item) if isinstance(item, _Cleaned) else item for page, item in zip(pages, cleaned, strict=True)
+    ]
+
+
+@dataclass
+class _Cleaned:
+    """An extracted article and its cleaned text, waiting for its signature."""
+
+    found: ExtractedArticle
+    title: str
+    cleaned: CleanResult
+
+
+def _guarded(page: dict, stage: Callable[..., T], *args: object) -> T | Extracted:
+    """Run one stage on a page; an exception becomes the page's failure record (one bad page must not stop the run)."""
     try:
-        found = extract(page["html"], page["final_url"], language_hint=page["source_language"])
-        if len(found.text) > MAX_TEXT_CHARS:
-            # Longer than any news article (a list or archive page); cleaning such text costs minutes.
-            return Extracted(page["raw_page_id"], failure=_failure(
-                page, "ExtractionError", f"{len(found.text):,} characters of text: longer than an article "
-                f"(limit {MAX_TEXT_CHARS:,})"))
-        title = _no_nul(found.title) or _no_nul(page["feed_title"]) or ""
-        cleaned = clean_article(_no_nul(found.title) or "", _no_nul(found.text) or "")
-        if not cleaned.text.strip():
-            return Extracted(page["raw_page_id"], failure=_failure(
-                page, "ExtractionError", "the page's text only repeats its headline"))
+        return stage(*args)
     except RecursionError:
         return Extracted(page["raw_page_id"], failure=_failure(page, "RecursionError", "the page is nested too deeply"))
-    except Exception as exc:  # noqa: BLE001 - one bad page must not stop the run; it is recorded
+    except Exception as exc:  # noqa: BLE001 - recorded, not raised
         return Extracted(page["raw_page_id"], failure=_failure(page, type(exc).__name__, str(exc) or repr(exc)))
-    # The signature is made here, in the worker, so the loading process only compares and writes.
-    fingerprint = fingerprint_text(cleaned.text, title, DEDUP_PARAMS, norm=cleaned.norm)
+
+
+def _extracted(page: dict) -> ExtractedArticle | Extracted:
+    """The page's article as extracted, or the failure of a text too long to be one."""
+    found = extract(page["html"], page["final_url"], language_hint=page["source_language"])
+    if len(found.text) > MAX_TEXT_CHARS:
+        # Longer than any news article (a list or archive page); cleaning such text costs minutes.
+        return Extracted(page["raw_page_id"], failure=_failure(
+            page, "ExtractionError", f"{len(found.text):,} characters of text: longer than an article "
+            f"(limit {MAX_TEXT_CHARS:,})"))
+    return found
+
+
+def _cleaned(page: dict, found: ExtractedArticle) -> _Cleaned | Extracted:
+    """The article with repeated segments removed, or the failure of one that only repeats its headline."""
+    title = _no_nul(found.title) or _no_nul(page["feed_title"]) or ""
+    cleaned = clean_article(_no_nul(found.title) or "", _no_nul(found.text) or "")
+    if not cleaned.text.strip():
+        return Extracted(page["raw_page_id"], failure=_failure(
+            page, "ExtractionError", "the page's text only repeats its headline"))
+    return _Cleaned(found, title, cleaned)
+
+
+def _signed(page: dict, item: _Cleaned) -> Extracted:
+    """The article row with its signature, made here in the worker so the loading process only compares and writes."""
+    found, cleaned = item.found, item.cleaned
+    fingerprint = fingerprint_text(cleaned.text, item.title, DEDUP_PARAMS, norm=cleaned.norm)
     article = store.ArticleRow(
         source_id=page["source_id"],
         url=page["url"],
         canonical_url=_no_nul(found.canonical_url) or page["url"],
-        title=title,
+        title=item.title,
         text=cleaned.text,
         author=_no_nul(found.author),
         published_at=found.published_at or page["feed_published"],
@@ -202,11 +251,6 @@ def extract_page(page: dict) -> Extracted:
         fingerprint=fingerprint,
     )
     return Extracted(page["raw_page_id"], article=article)
-
-
-def extract_pages(pages: Sequence[dict]) -> list[Extracted]:
-    """Extract a chunk of pages (the unit of work sent to a worker process)."""
-    return [extract_page(page) for page in pages]
 
 
 _PRELOAD = ["trafilatura", "lxml.html", "bs4", "htmldate", "courlan", "py3langid", "numpy", "datasketch", "psycopg2"]
@@ -300,7 +344,7 @@ class _Extractor:
         self._want(self.seen + len(pages))
         if self.pool is None:
             return lambda: extract_pages(pages)
-        size = max(1, min(16, -(-len(pages) // (self.workers * 2))))
+        size = max(1, min(CHUNK_PAGES, -(-len(pages) // (self.workers * 2))))
         chunks = [pages[i : i + size] for i in range(0, len(pages), size)]
         jobs = [(chunk, self._submit(chunk), self.generation) for chunk in chunks]
         return lambda: [item for job in jobs for item in self._wait(*job)]
