@@ -10,7 +10,7 @@ from newsdedup.clean import _clean, _joined_unit, _unit, clean_article, split_se
 from newsdedup.dedup import Deduplicator, DedupParams, Doc, MemoryStore, fingerprint_text
 from newsdedup.minhash import shingle_hashes, tokens
 from newsdedup.normalize import normalize_for_compare, shingles, words
-from newsdedup.process import extract_page
+from newsdedup.process import _by_size, extract_page
 
 PARAMS = DedupParams()
 # Letters of several scripts, digits, Turkish dotted/dotless i, typographic quotes, spaces and breaks.
@@ -194,3 +194,16 @@ def test_screen_keeps_the_result_of_comparing_every_segment(article: tuple[str, 
 def test_screen_keeps_the_result_on_any_text(paragraphs: list[str], title: str) -> None:
     text = "\n".join(paragraphs)
     assert _clean(title, text, screened=True) == _clean(title, text, screened=False)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=50), max_size=30), st.integers(min_value=1, max_value=60))
+def test_pages_read_ahead_in_groups_within_the_budget(sizes: list[int], budget: int) -> None:
+    """Groups keep every page once, in order; a group over the budget is one page alone."""
+    pages = [{"raw_page_id": n, "html": "x" * size} for n, size in enumerate(sizes)]
+    groups = list(_by_size(pages, budget))
+    assert [page for group in groups for page in group] == pages
+    assert all(group for group in groups)
+    for group in groups:
+        assert len(group) == 1 or sum(len(page["html"]) for page in group) <= budget
+    for group, after in zip(groups, groups[1:], strict=False):  # a group ends only when the next page would not fit
+        assert sum(len(page["html"]) for page in group) + len(after[0]["html"]) > budget

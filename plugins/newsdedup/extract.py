@@ -7,7 +7,7 @@ import logging
 import unicodedata
 from collections.abc import Iterator
 from copy import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from urllib.parse import urljoin, urlsplit
@@ -73,31 +73,55 @@ class ExtractedArticle:
 
 def extract(html: str, url: str, *, language_hint: str | None = None) -> ExtractedArticle:
     """Extract title, text, author, date, language and canonical URL from one page."""
+    return extract_text(read_page(html, url), language_hint=language_hint)
+
+
+@dataclass
+class ReadPage:
+    """A page parsed once, with what its markup says about it: the first of extraction's two steps."""
+
+    html: str
+    url: str
+    tree: HtmlElement = field(repr=False)
+    meta: _PageMeta = field(repr=False)
+    canonical_url: str
+    published_at: datetime | None
+    declared_language: str | None
+    title: str  # by trafilatura's metadata rules, "" when they find none
+    author: str | None
+
+
+def read_page(html: str, url: str) -> ReadPage:
+    """Parse a page and read its metadata (canonical URL, date, language, title, author)."""
     if not html or not html.strip():
         raise ExtractionError("empty page")
     # One lxml parse serves the metadata look-ups and trafilatura (BeautifulSoup's parse costs more
     # than the extraction itself); the read-only look-ups run first because trafilatura prunes a copy
-    # of the tree and the date search below may prune the tree itself.
+    # of the tree and the date search of extract_text may prune the tree itself.
     tree = load_html(html)
     if tree is None:
         raise ExtractionError("the page could not be parsed as HTML")
-    page = _PageMeta(tree)
-    canonical, published, declared_language = _canonical(page, url), page.published(), page.language()
+    meta = _PageMeta(tree)
     # trafilatura's own metadata step (with_metadata=True) cost more than the text extraction: its
     # title and author rules are used here without the date search (htmldate, only as a fallback),
     # the site name, categories, tags and licence look-ups.
-    traf_title, traf_author = _trafilatura_title_author(tree)
+    title, author = _trafilatura_title_author(tree)
+    return ReadPage(html, url, tree, meta, _canonical(meta, url), meta.published(), meta.language(), title, author)
+
+
+def extract_text(page: ReadPage, *, language_hint: str | None = None) -> ExtractedArticle:
+    """The article of a read page: its text by trafilatura (BeautifulSoup when it finds none), then the rest."""
     options = copy(_OPTIONS)
-    options.url = options.source = url
-    doc = trafilatura.bare_extraction(tree, url=url, options=options)
+    options.url = options.source = page.url
+    doc = trafilatura.bare_extraction(page.tree, url=page.url, options=options)
     text = ((doc.text if doc is not None else None) or "").strip()
-    title = traf_title
+    title = page.title
     method = "trafilatura"
     if not text:
-        text = _soup_text(html)
+        text = _soup_text(page.html)
         method = "beautifulsoup"
     if not title:
-        title = page.title()
+        title = page.meta.title()
         method = "trafilatura+lxml-title" if method == "trafilatura" else method
     if not text:
         raise ExtractionError("no article text found")
@@ -106,16 +130,14 @@ def extract(html: str, url: str, *, language_hint: str | None = None) -> Extract
         raise ExtractionError(f"the text is not an article: {garbage}")
     if not title:
         title = text.split("\n", 1)[0][:200]
-    if published is None:
-        published = _searched_date(tree, url)
     return ExtractedArticle(
-        url=url,
-        canonical_url=canonical,
+        url=page.url,
+        canonical_url=page.canonical_url,
         title=" ".join(title.split()),
         text=text,
-        author=traf_author or _normalized_author(page.author()),
-        published_at=published,
-        language=_language(declared_language, text, language_hint),
+        author=page.author or _normalized_author(page.meta.author()),
+        published_at=page.published_at or _searched_date(page.tree, page.url),
+        language=_language(page.declared_language, text, language_hint),
         method=method,
     )
 
