@@ -199,7 +199,8 @@ def extract_pages(pages: Sequence[dict]) -> list[Extracted]:
         for page, item in zip(pages, found, strict=True)
     ]
     return [
-        _signed(page, item) if isinstance(item, _Cleaned) else item for page, item in zip(pages, cleaned, strict=True)
+        _guarded(page, _signed, page, item) if isinstance(item, _Cleaned) else item
+        for page, item in zip(pages, cleaned, strict=True)
     ]
 
 
