@@ -16,6 +16,20 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NEWSDEDUP_SHARED_DIR", REPO.parent / "shared"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `shared` every test of a module that reads ../shared or serves the demo site (and its seed).
+
+    `.ci/run` runs these again with NEWSDEDUP_SHARED_DIR pointing at an empty folder, as on a user's clone.
+    """
+    for item in items:
+        module = getattr(item, "module", None)
+        names = vars(module) if module else {}
+        if "shared_path" in names or "shared_dir" in names or any(
+            getattr(value, "__name__", "") == "demo.site" for value in names.values()
+        ):
+            item.add_marker(pytest.mark.shared)
+
+
 def shared_path(*parts: str) -> Path:
     """Return a path under ../shared, skipping the test with a clear reason where it is absent."""
     path = SHARED.joinpath(*parts)
