@@ -3,10 +3,17 @@
 The labelled set is generated with a seeded RNG from the article bodies of the shared
 article-extraction-benchmark corpus (read in place, never copied). Articles are split into
 "originals" and "material" (text for inserted paragraphs and short stories; page boilerplate of
-material pages for outlet wrappers and templates). Per original: the original plus one variant of
-each kind below, all labelled with the original's story. Hard negatives: pairs of different
-originals that both quote one background paragraph, and many short stories per fake source whose
-pages all carry one long template block. All documents arrive in random order.
+material pages for outlet wrappers, templates and navigation blocks). Per original: the original
+plus one variant of each kind below, all labelled with the original's story:
+wrapped, edited, cut, excerpt, update, quoted (see BENCHMARKS.md), *rewritten* (10-25 % of the words
+replaced, clauses rotated, sentences reordered within a paragraph, the headline reworded, from a
+regional outlet) and *brief* (the first 40-90 words plus the long navigation/teaser block its outlet
+prints on every page). A few originals go *viral*: 20-26 outlets carry each, lightly edited.
+Hard negatives that must stay apart: different originals quoting one background paragraph;
+short stories of one source sharing a template block; briefs of different stories of one outlet
+(its navigation block); *follow-ups* (a new story a day later that repeats the original's names,
+numbers and one background paragraph); and hand-written same-event, different-report pairs from
+`tests/fixtures/dedup/events/` (Turkish and English). All documents arrive in random order.
 
 Run: `python -m bench.dedup_quality [--docs N] [--seed S] [--json]`
 (`NEWSDEDUP_SHARED_DIR` overrides the location of the shared directory, default `<repo>/../shared`).
@@ -39,9 +46,11 @@ from newsdedup.dedup import DedupParams, cluster_jsonl  # noqa: E402
 from newsdedup.normalize import normalize_for_compare  # noqa: E402
 
 CORPUS = Path("corpora") / "article-extraction-benchmark"
-POSITIVE_KINDS = ("wrapped", "edited", "cut", "excerpt", "update", "quoted")
-NEGATIVE_KINDS = ("quoted_pairs", "template_pairs")
-N_MATERIAL = 45
+POSITIVE_KINDS = ("wrapped", "edited", "cut", "excerpt", "update", "quoted", "rewritten", "brief", "viral")
+NEGATIVE_KINDS = ("quoted_pairs", "template_pairs", "nav_pairs", "followup_pairs", "event_pairs")
+EVENTS = REPO / "tests" / "fixtures" / "dedup" / "events"
+N_NAV_OUTLETS = 3
+N_MATERIAL = 50
 N_OUTLETS = 8
 
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
@@ -209,6 +218,94 @@ def _insert_paragraph(body: str, paragraph: str, rng: random.Random) -> str:
     return "\n".join(paras[:at] + [f"\u201c{paragraph}\u201d"] + paras[at:])
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+_NAMES_NUMBERS = re.compile(r"\b[A-ZÇİÖŞÜ][\w'’-]{2,}(?:\s[A-ZÇİÖŞÜ][\w'’-]+)*|\b\d[\d.,%]*")
+_SITES = ("Haber", "Gazete", "Post", "Times", "Daily", "Kurier", "Journal", "Voice", "Express", "Echo")
+
+
+def _units(text: str) -> list[str]:
+    """What a rewrite replaces: characters of CJK text, otherwise space-separated words."""
+    return list(text) if _CJK.search(text) else text.split(" ")
+
+
+def _join(units: list[str], text: str) -> str:
+    """Inverse of `_units`."""
+    return "".join(units) if _CJK.search(text) else " ".join(units)
+
+
+def _replace_units(text: str, fraction: float, vocabulary: list[str], rng: random.Random) -> str:
+    """About `fraction` of the words (CJK: characters) replaced by other words of the same story."""
+    units = _units(text)
+    spots = [i for i, u in enumerate(units) if u.strip()]
+    for i in rng.sample(spots, int(len(spots) * fraction)):
+        units[i] = rng.choice(vocabulary)
+    return _join(units, text)
+
+
+def _rotate_clause(sentence: str) -> str:
+    """'A, B.' becomes 'B, a.': the clause moved to the other end of the sentence."""
+    body, end = (sentence[:-1], sentence[-1]) if sentence[-1:] in ".!?" else (sentence, "")
+    first, _, second = body.partition(", ")
+    if not second or not first:
+        return sentence
+    return f"{second[:1].upper()}{second[1:]}, {first[:1].lower()}{first[1:]}{end}"
+
+
+def _rewrite(body: str, title: str, rng: random.Random) -> tuple[str, str]:
+    """An outlet's rewrite: sentences reordered, clauses rotated, 10-25 % of words replaced, new headline."""
+    vocabulary = [u for u in _units(body) if u.strip()]
+    paragraphs = []
+    for para in body.split("\n"):
+        sentences = [x for x in _SENTENCE_END.split(para) if x.strip()]
+        if len(sentences) >= 2 and rng.random() < 0.6:
+            i = rng.randrange(len(sentences) - 1)
+            sentences[i], sentences[i + 1] = sentences[i + 1], sentences[i]
+        sentences = [_rotate_clause(x) if rng.random() < 0.4 else x for x in sentences]
+        joiner = "" if _CJK.search(para) else " "
+        paragraphs.append(joiner.join(sentences))
+    text = _replace_units("\n".join(paragraphs), rng.uniform(0.10, 0.25), vocabulary, rng)
+    words = title.split()
+    cut = rng.randrange(1, len(words)) if len(words) > 1 else 0
+    headline = _replace_units(" ".join(words[cut:] + words[:cut]), 0.4, vocabulary, rng)
+    return text, headline
+
+
+def _opening(body: str, rng: random.Random) -> str:
+    """The first 40-90 words (CJK: 80-180 characters) of a story."""
+    if _CJK.search(body):
+        return body[: rng.randint(80, 180)]
+    return _cut_words(body, min(1.0, rng.randint(40, 90) / max(1, len(body.split()))))
+
+
+def _follow_up(body: str, new_text: str, rng: random.Random) -> str:
+    """A new story that repeats the original's names and numbers and one of its background paragraphs."""
+    facts = list(dict.fromkeys(_NAMES_NUMBERS.findall(body)))[:10]
+    words = new_text.split()
+    for fact in facts:
+        words.insert(rng.randrange(len(words) + 1), fact)
+    # One background paragraph: 25-90 words (CJK: 50-270 characters) and at most a third of the story.
+    size = len if _CJK.search(body) else lambda t: len(t.split())
+    scale = 2 if _CJK.search(body) else 1
+    paras = [p for p in body.split("\n")[1:] if 25 * scale <= size(p) <= min(90 * scale, size(body) // 3)]
+    background = rng.choice(paras) if paras else _clip_words([body], 10, max(10, len(body.split()) // 4), rng)
+    third = len(words) // 3
+    return "\n".join([" ".join(words[:third]), " ".join(words[third : 2 * third]), background,
+                      " ".join(words[2 * third :])])
+
+
+def _event_docs(base: datetime) -> list[BenchDoc]:
+    """Hand-written same-event, different-report pairs (first line: headline); each report its own story."""
+    docs = []
+    for n, path in enumerate(sorted(EVENTS.glob("*_a.txt"))):
+        for side in ("a", "b"):
+            report = path.with_name(path.name[:-5] + f"{side}.txt").read_text(encoding="utf-8")
+            headline, _, text = report.partition("\n")
+            name = f"ev-{path.name[:-6]}-{side}"
+            docs.append(BenchDoc(name, headline.strip(), text.strip(), name, "event",
+                                 base + timedelta(hours=5 * n + (3 if side == "b" else 0)), f"event-{side}{n}"))
+    return docs
+
+
 def build_corpus(n_docs: int, seed: int) -> list[BenchDoc]:
     """Generate the labelled documents from `n_docs` originals (capped by the corpus)."""
     root = corpus_dir()
@@ -234,16 +331,20 @@ def build_corpus(n_docs: int, seed: int) -> list[BenchDoc]:
         lines = [x for x in lines if not _CJK.search(x) and not _grams(x) & avoid]
         if sum(len(x.split()) for x in lines) >= 170:
             boiler.append(lines)
-        if len(boiler) == N_OUTLETS + n_sources:
+        if len(boiler) == N_OUTLETS + N_NAV_OUTLETS + n_sources:
             break
-    if len(boiler) < N_OUTLETS + n_sources:
+    if len(boiler) < N_OUTLETS + N_NAV_OUTLETS + n_sources:
         raise RuntimeError("not enough page boilerplate in the material pages")
     outlets = [
         (f"outlet{k}", _clip_words(lines, 15, 50, rng), _clip_words(lines[::-1], 20, 60, rng))
         for k, lines in enumerate(boiler[:N_OUTLETS])
     ]
+    nav_pages = boiler[N_OUTLETS : N_OUTLETS + N_NAV_OUTLETS]
+    nav_outlets = [(f"nav{k}", _clip_words(lines, 180, 280, rng)) for k, lines in enumerate(nav_pages)]
     base = datetime(2024, 3, 1, tzinfo=UTC)
     docs: list[BenchDoc] = []
+    viral = set(rng.sample(range(len(original_ids)), max(1, len(original_ids) // 40)))
+    follow_ups = set(rng.sample(sorted(set(range(len(original_ids))) - viral), len(original_ids) * 3 // 20))
     titles = [_title_of(bodies[i]) for i in original_ids]
 
     def hours(lo: float, hi: float) -> timedelta:
@@ -275,8 +376,25 @@ def build_corpus(n_docs: int, seed: int) -> list[BenchDoc]:
         if n in partner:
             paragraph = quotes[min(n, partner[n])]
             add("quoted", _insert_paragraph(body, paragraph, rng), t0 + hours(1, 24), title, "explainer")
+        text, headline = _rewrite(body, title, rng)
+        add("rewritten", text, t0 + hours(1, 36), headline, f"regional{rng.randrange(6)}")
+        nav_name, block = rng.choice(nav_outlets)
+        opening = _opening(body, rng)
+        brief = f"{block}\n{opening}" if rng.random() < 0.25 else f"{opening}\n{block}"
+        add("brief", brief, t0 + hours(0.5, 24), title, nav_name)
+        if n in viral:
+            for k in range(rng.randint(20, 26)):
+                site = f"{rng.choice(_CAPTION_NAMES).split()[1]} {_SITES[k % len(_SITES)]} {k}"
+                copy = _edit(body, related, rng) if rng.random() < 0.5 else _cut_words(body, rng.uniform(0.8, 1.0))
+                docs.append(BenchDoc(f"{story}-viral{k}", title, f"{site} / {rng.choice(_AGENCIES)}\n{copy}",
+                                     story, "viral", t0 + hours(0.2, 30), f"site{k}", f"{story}-orig"))
+        if n in follow_ups:
+            text = _follow_up(body, material.take(120, 200), rng)
+            docs.append(BenchDoc(f"{story}-followup", _title_of(text), text, f"{story}f", "followup",
+                                 t0 + timedelta(hours=24) + hours(-4, 8), rng.choice(("origin", "followdesk")),
+                                 f"{story}-orig"))
 
-    for s, lines in enumerate(boiler[N_OUTLETS:]):
+    for s, lines in enumerate(boiler[N_OUTLETS + N_NAV_OUTLETS :]):
         template = _clip_words(lines, 100, 160, rng)
         prefix = rng.random() < 0.3
         for k in range(rng.randint(6, 12)):
@@ -284,6 +402,8 @@ def build_corpus(n_docs: int, seed: int) -> list[BenchDoc]:
             text = f"{template}\n{story_text}" if prefix else f"{story_text}\n{template}"
             when = base + hours(0, 6 * len(original_ids))
             docs.append(BenchDoc(f"t{s}-{k}", _title_of(story_text), text, f"t{s}-{k}", "template", when, f"source{s}"))
+    if EVENTS.is_dir():
+        docs.extend(_event_docs(base))
     rng.shuffle(docs)
     return docs
 
@@ -312,22 +432,35 @@ def score(docs: list[BenchDoc], predicted: dict[str, Any]) -> dict[str, Any]:
         (a, b) for a in quoted for b in quoted if a.id < b.id and _shares_quote(a, b)
     ]
     apart_q = [predicted[a.id] != predicted[b.id] for a, b in quoted_pairs]
-    template = [d for d in docs if d.kind == "template"]
-    template_pairs = [
-        (a, b) for a in template for b in template if a.id < b.id and a.source == b.source
-    ]
-    apart_t = [predicted[a.id] != predicted[b.id] for a, b in template_pairs]
+    by_id = {d.id: d for d in docs}
+    apart = {
+        "quoted_pairs": apart_q,
+        "template_pairs": _apart_same_source(docs, "template", predicted),
+        "nav_pairs": _apart_same_source(docs, "brief", predicted),
+        "followup_pairs": [predicted[d.id] != predicted[d.original] for d in docs if d.kind == "followup"],
+        "event_pairs": [
+            predicted[d.id] != predicted[d.id[:-1] + "b"] for d in docs if d.kind == "event" and d.id.endswith("-a")
+            and d.id[:-1] + "b" in by_id
+        ],
+    }
     return {
         "precision": precision,
         "recall": recall,
         "f1": f1,
         "recall_by_kind": kinds,
-        "apart": {
-            "quoted_pairs": sum(apart_q) / len(apart_q) if apart_q else float("nan"),
-            "template_pairs": sum(apart_t) / len(apart_t) if apart_t else float("nan"),
-        },
+        "apart": {name: sum(kept) / len(kept) if kept else float("nan") for name, kept in apart.items()},
+        "apart_counts": {name: len(kept) for name, kept in apart.items()},
         "clusters": len(set(predicted.values())),
     }
+
+
+def _apart_same_source(docs: list[BenchDoc], kind: str, predicted: dict[str, Any]) -> list[bool]:
+    """Per pair of `kind` documents of one source telling different stories: kept apart?"""
+    members = [d for d in docs if d.kind == kind]
+    return [
+        predicted[a.id] != predicted[b.id]
+        for a in members for b in members if a.id < b.id and a.source == b.source and a.story != b.story
+    ]
 
 
 def _shares_quote(a: BenchDoc, b: BenchDoc) -> bool:
@@ -411,11 +544,12 @@ def format_table(report: dict[str, Any]) -> str:
         f"{report['documents']} documents from {report['originals']} originals (seed {report['seed']}); "
         f"kinds {report['kinds']}",
         "recall per kind = variant clustered with its original; *_pairs = hard-negative pairs kept apart",
-        f"{'method':16}" + "".join(f"{c:>15}" for c in cols),
+        f"hard-negative pairs: {next(iter(report['methods'].values()))['apart_counts']}",
+        f"{'method':16}" + "".join(f"{c[:12]:>13}" for c in cols),
     ]
     for name, r in report["methods"].items():
         values = [r["precision"], r["recall"], r["f1"], *r["recall_by_kind"].values(), *r["apart"].values()]
-        cells = [f"{v:15.3f}" for v in values] + [f"{r['clusters']:15d}", f"{r['seconds']:15.2f}"]
+        cells = [f"{v:13.3f}" for v in values] + [f"{r['clusters']:13d}", f"{r['seconds']:13.2f}"]
         lines.append(f"{name:16}" + "".join(cells))
     return "\n".join(lines)
 

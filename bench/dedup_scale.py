@@ -34,10 +34,12 @@ from newsdedup import store  # noqa: E402
 from newsdedup.dedup import Doc  # noqa: E402
 from newsdedup.dedup_store import assign_clusters  # noqa: E402
 from newsdedup.minhash import DedupParams  # noqa: E402
+from newsdedup.sources import Source  # noqa: E402
 
 SHARED = Path(os.environ.get("NEWSDEDUP_SHARED_DIR", REPO.parent / "shared"))
 CORPUS = SHARED / "corpora" / "article-extraction-benchmark"
 FILLER_START = 10_000_000  # article ids of background articles, far from the real ones
+INDEX_TABLES = ("article_signatures", "lsh_bands", "common_shingles", "source_boilerplate")
 
 
 def start_server() -> tuple[str, dict]:
@@ -94,7 +96,8 @@ def load_filler(conn, first_id: int, count: int, params: DedupParams, rng: np.ra
         for start in range(first_id, first_id + count, chunk):
             ids = np.arange(start, min(start + chunk, first_id + count), dtype=np.int64)
             arts, clusters, sigs, bands = io.StringIO(), io.StringIO(), io.StringIO(), io.StringIO()
-            band_hashes = rng.integers(-(2**63), 2**63 - 1, size=(len(ids), params.bands), dtype=np.int64)
+            width = params.bands + params.lead_bands  # every stored article of more than lead_words words
+            band_hashes = rng.integers(-(2**63), 2**63 - 1, size=(len(ids), width), dtype=np.int64)
             for row, article_id in enumerate(ids.tolist()):
                 url = f"https://filler.example/{article_id}"
                 arts.write(f"{article_id}\t{url}\t{url}\tfiller\t\t{article_id:064x}\t2026-01-01\t{article_id}\n")
@@ -121,13 +124,13 @@ def load_filler(conn, first_id: int, count: int, params: DedupParams, rng: np.ra
     conn.commit()
 
 
-def time_batch(conn, texts: list[str], params: DedupParams, repeats: int) -> list[float]:
+def time_batch(conn, texts: list[str], params: DedupParams, repeats: int, sources: list[int]) -> list[float]:
     """Seconds to cluster the batch (inserting its articles first, outside the timing), rolled back."""
     timings = []
     for _ in range(repeats):
         rows = [
             store.ArticleRow(
-                None,
+                sources[i % len(sources)],
                 f"https://new.example/{i}",
                 f"https://new.example/{i}",
                 "t",
@@ -183,6 +186,10 @@ def main() -> int:
                 )
                 for i, t in enumerate(texts)
             ]
+            # The batch comes from 40 sources, so their learnt boilerplate is looked up as in a real run.
+            feeds = [Source(f"feed{k}", f"https://feed{k}.example/rss.xml", "rss", "en") for k in range(40)]
+            store.sync_sources(conn, feeds)
+            sources = [store.get_source(conn, f.name).source_id for f in feeds]
             done = store.upsert_articles(conn, originals)
             assign_clusters(conn, [Doc(aid, texts[int(u.rsplit("/", 1)[1])]) for u, aid in done.new.items()], params)
             conn.commit()
@@ -193,7 +200,7 @@ def main() -> int:
                 load_filler(conn, FILLER_START + loaded, size - loaded, params, rng)
                 loaded = size
                 print(f"stored {size:>9,} articles (load {time.perf_counter() - t0:.0f} s)", flush=True)
-                timings = time_batch(conn, batch, params, args.repeats)
+                timings = time_batch(conn, batch, params, args.repeats, sources)
                 results.append((size, statistics.median(timings)))
                 print(
                     f"    median {results[-1][1]:.3f} s per batch of {len(batch)} "
@@ -203,6 +210,12 @@ def main() -> int:
             with conn.cursor() as cur:
                 cur.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
                 print(f"database size at {loaded:,} stored articles: {cur.fetchone()[0]}")
+                cur.execute(
+                    "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s::text[]) AS t",
+                    (list(INDEX_TABLES),),
+                )
+                per_article = cur.fetchone()[0] / loaded
+                print(f"dedup index storage ({', '.join(INDEX_TABLES)}): {per_article:,.0f} bytes per article")
         base = results[0][1]
         print("\nstored articles | seconds per 1,000-article batch | ratio to smallest")
         for size, seconds in results:

@@ -1,15 +1,18 @@
 """Processing speed per core against bare trafilatura, on the same pages in the same process.
 
-For each page set, the baseline, `trafilatura.extract(html, url=url)` with its defaults, and newsdedup's
-processing of pages as an extraction worker does it, `process.extract_pages` on chunks of CHUNK_PAGES:
-extraction (metadata, text, language), segment cleaning, and the MinHash signature with its band keys,
-take turns chunk by chunk. Times are CPU seconds of this process (the machine is shared). The ratio is
+For each page set, the baseline, `trafilatura.extract(html, url=url)` with its defaults (full mode: the
+readability/justext comparison, tables and comments on, no metadata), and newsdedup's processing of pages
+as an extraction worker does it, `process.extract_pages` on chunks of CHUNK_PAGES with the pipeline's own
+settings: extraction (metadata; text by trafilatura's fast pass with tables, comments off, and its full
+pass where the fast text is suspect; language), segment cleaning, and the MinHash signature with its band
+keys, take turns chunk by chunk. Times are CPU seconds of this process (the machine is shared). The ratio is
 newsdedup pages per CPU second over trafilatura's, the median of the rounds (target >= 0.85). Then the
 process pool of the processing step extracts the same pages with every core (wall clock), as a speed-up
 over one core.
 
 Page sets: the load benchmark's generated pages (bench/load.py), the demo site, and the 181 real pages of
-../shared/corpora/article-extraction-benchmark when present.
+../shared/corpora/article-extraction-benchmark when present (NEWSDEDUP_SHARED_DIR may point elsewhere).
+The "full pass" column counts the pages whose text took trafilatura's full pass (counted after timing).
 
     .venv/bin/python bench/extract_speed.py [--rounds 5] [--pages 300]
 """
@@ -17,7 +20,6 @@ Page sets: the load benchmark's generated pages (bench/load.py), the demo site, 
 from __future__ import annotations
 
 import argparse
-import gzip
 import sys
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
 import trafilatura  # noqa: E402
+from newsdedup.extract import _article_text, read_page  # noqa: E402
 from newsdedup.process import CHUNK_PAGES, ProcessSettings, _Extractor, extract_pages  # noqa: E402
 
 Page = tuple[str, str]  # (url, html)
@@ -51,12 +54,15 @@ def demo_pages() -> list[Page]:
 
 
 def real_pages() -> list[Page]:
-    """The shared extraction benchmark's real news pages, if present."""
-    folder = REPO.parent / "shared" / "corpora" / "article-extraction-benchmark" / "html"
-    return [
-        (f"https://example.com/{p.name}", gzip.decompress(p.read_bytes()).decode("utf-8", "replace"))
-        for p in sorted(folder.glob("*.html.gz"))
-    ]
+    """The shared extraction benchmark's real news pages with their own URLs, if present."""
+    from bench.extract_quality import aeb_pages
+
+    return [(page.url, page.html) for page in aeb_pages()]
+
+
+def full_passes(pages: list[Page]) -> int:
+    """How many pages' text came from trafilatura's full pass."""
+    return sum(_article_text(read_page(html, url))[1] == "trafilatura-full" for url, html in pages)
 
 
 def as_raw(pages: list[Page]) -> list[dict]:
@@ -111,7 +117,7 @@ def measure(name: str, pages: list[Page], rounds: int) -> dict:
     ratio, base_pps, our_pps = sorted(rows)[len(rows) // 2]
     return {"set": name, "pages": len(pages), "kb": sum(len(h) for _, h in pages) // len(pages) // 1024,
             "trafilatura_pps": base_pps, "newsdedup_pps": our_pps, "ratio": ratio,
-            "ratios": [r for r, _, _ in rows]}
+            "ratios": [r for r, _, _ in rows], "full": full_passes(pages)}
 
 
 def pool_speedup(pages: list[Page], single_pps: float) -> dict:
@@ -143,12 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     real = real_pages()
     if real:
         sets.append(("real pages (extraction benchmark)", real))
+    else:
+        print("real pages skipped: ../shared/corpora/article-extraction-benchmark is absent\n")
     rows = [measure(name, pages, args.rounds) for name, pages in sets]
-    print("| pages | n | avg KB | trafilatura.extract pages/CPU-s | newsdedup pages/CPU-s | ratio | rounds |")
-    print("|---|---|---|---|---|---|---|")
+    print("baseline: trafilatura.extract defaults (full mode, tables, comments); newsdedup: extract_pages "
+          "(fast pass with tables, full pass where suspect, metadata, cleaning, signature)\n")
+    print("| pages | n | avg KB | trafilatura.extract pages/CPU-s | newsdedup pages/CPU-s | ratio | rounds "
+          "| full pass |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['set']} | {r['pages']} | {r['kb']} | {r['trafilatura_pps']:.0f} | {r['newsdedup_pps']:.0f} "
-              f"| **{r['ratio']:.2f}** | {min(r['ratios']):.2f}-{max(r['ratios']):.2f} |")
+              f"| **{r['ratio']:.2f}** | {min(r['ratios']):.2f}-{max(r['ratios']):.2f} | {r['full']} |")
     pool = pool_speedup(sets[0][1], rows[0]["newsdedup_pps"])
     print(f"\nprocess pool, {pool['workers']} workers, generated pages (extract_pages, wall clock): "
           f"{pool['pool_pps']:.0f} pages/s = {pool['speedup']:.2f}x one core of newsdedup processing")

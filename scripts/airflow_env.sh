@@ -8,8 +8,10 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export AIRFLOW__CORE__PARALLELISM=4
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://postgres@127.0.0.1:$PG_PORT/airflow
+# The owner's URLs with their password (scripts/pg.sh url); without it when PostgreSQL is not running.
+pg_url() { "$repo/scripts/pg.sh" url "$1" 2>/dev/null || echo "postgresql://postgres@127.0.0.1:$PG_PORT/$1"; }
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://$(pg_url airflow | cut -d/ -f3-)
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER=$AIRFLOW_HOME/logs
-export AIRFLOW_CONN_NEWSDEDUP_DB=postgresql://postgres@127.0.0.1:$PG_PORT/newsdedup
+export AIRFLOW_CONN_NEWSDEDUP_DB=$(pg_url newsdedup)
 export NEWSDEDUP_DB_URL=$AIRFLOW_CONN_NEWSDEDUP_DB
 export PYTHONPATH=$repo/plugins${PYTHONPATH:+:$PYTHONPATH}

@@ -18,6 +18,12 @@ source scripts/airflow_env.sh
 
 step "Schema"
 $PY -m newsdedup db migrate
+# Analysts query as newsdedup_analyst (role newsdedup_reader: SELECT only). Its password stays in the
+# cluster's 0600 password file: neither the screen nor psql's command line (seen by `ps`) holds a secret.
+scripts/pg.sh reader-url newsdedup >/dev/null
+PGPASSFILE=$(scripts/pg.sh passfile)
+export PGPASSFILE
+reader_url=postgresql://newsdedup_analyst@127.0.0.1:$PG_PORT/newsdedup
 
 step "Demo news site"
 mkdir -p .demo
@@ -50,11 +56,11 @@ $PY -m newsdedup report
 for query in sql/queries/latest_stories.sql sql/queries/stories_by_sources.sql sql/queries/why_duplicate.sql; do
   step "Example query: $query"
   sed -n '/^-- /p' "$query"
-  psql -X -P pager=off "$NEWSDEDUP_DB_URL" -f "$query"
+  psql -X -P pager=off "$reader_url" -f "$query"
 done
 
 step "The seed article: repeated segments removed"
-psql -X -P pager=off "$NEWSDEDUP_DB_URL" -v url="$(cat .demo/seed-url 2>/dev/null || true)" <<'SQL'
+psql -X -P pager=off "$reader_url" -v url="$(cat .demo/seed-url 2>/dev/null || true)" <<'SQL'
 SELECT r.position, r.reason, round(r.similarity::numeric, 2) AS similarity, left(r.segment, 70) AS removed_segment
 FROM removed_segments r JOIN articles a USING (article_id)
 WHERE a.canonical_url = :'url' ORDER BY r.position;
@@ -62,7 +68,7 @@ SQL
 
 cat <<MSG
 
-Open the database:   psql $NEWSDEDUP_DB_URL
+Query (read-only):   PGPASSFILE=$PGPASSFILE psql $reader_url
 More queries:        ls sql/queries/
 Stop PostgreSQL:     scripts/pg.sh stop
 MSG

@@ -188,6 +188,93 @@ def test_own_clean_fixture_loses_nothing() -> None:
     assert result.text == "\n\n".join(p.text for p in paragraphs)
 
 
+# Passages these articles really hold twice: word overlap alone (Jaccard over the threshold, or the same
+# text) would remove the later one; position, distance, length, quotation and the changed words keep it.
+_MEANT_REPEATS = [
+    # near-twin sentences ("die" / "beide Berichte") four paragraphs apart, below the top
+    ("de_armee_berichte.txt", "mit, beide Berichte", "mit, die Berichte"),
+    # a standard phrase of seven words, near the top
+    ("de_armee_berichte.txt", "unabhängig verifizieren", "unabhängig überprüfen"),
+    # live-ticker entries: timestamps on lines of their own, entries sharing most words
+    ("de_liveticker_brand.txt", "eingedämmt ist.", "gelöscht ist."),
+    ("de_liveticker_brand.txt", "sich ausbreitet.", "gelöscht ist."),
+    # a direct quote right after its reported-speech paragraph
+    ("en_port_strike_quote.txt", "“The agreement", "Union leader"),
+    # an interview question per guest, and a refrain that closes the piece
+    ("tr_kordon_nakarat.txt", "Sizce mahallenin", "Sizce mahallenin"),
+    ("tr_kordon_nakarat.txt", "Bu şehir", "Bu şehir"),
+]
+
+
+def _sentence_with(text: str, part: str, *, last: bool) -> str:
+    """The first (or last) sentence of text that contains `part`."""
+    found = [s for s in _sentences(text) if part in s]
+    return found[-1 if last else 0]
+
+
+@pytest.mark.parametrize(("name", "later", "earlier"), _MEANT_REPEATS)
+def test_passages_the_article_really_repeats_are_kept(name: str, later: str, earlier: str) -> None:
+    title, text = load_plain_text(FIXTURES / name)
+    jaccard, _ = _jaccard_containment(_sentence_with(text, later, last=True), _sentence_with(text, earlier, last=False))
+    assert jaccard >= JACCARD_THRESHOLD
+    result = _assert_idempotent(title, text)
+    assert result.removed == []
+    assert result.text == "\n\n".join(p.text for p in split_segments(text))
+
+
+def test_cjk_dateline_is_kept_and_repeats_are_compared_by_character() -> None:
+    title, text = load_plain_text(FIXTURES / "zh_tongji_dateline.txt")
+    paragraphs = split_segments(text)
+    result = _assert_idempotent(title, text)
+    # The dateline paragraph holds the headline's words, but adds a date and a byline: the article's own text.
+    # The reworded repeat of paragraph 1 differs in one character; whole CJK runs would be different words.
+    assert [(r.kind, r.reason, r.position, round(r.similarity, 2)) for r in result.removed] == [
+        ("paragraph", "title_repeat", 2, 1.0),
+        ("paragraph", "near_duplicate", 3, 0.93),
+    ]
+    assert result.removed[1].matched == paragraphs[1].text
+    assert result.text == "\n\n".join(p.text for i, p in enumerate(paragraphs) if i not in {2, 3})
+
+
+@pytest.mark.parametrize(
+    ("lead", "later"),
+    [
+        # a negation turns the statement around
+        (
+            "The council said the new bridge is affordable and will open to traffic next spring.",
+            "The council said the new bridge is not affordable and will open to traffic next spring.",
+        ),
+        (
+            "Valilik açıklamasına göre barajdaki su seviyesi şu an için kritik seviyede.",
+            "Valilik açıklamasına göre barajdaki su seviyesi şu an için kritik seviyede değil.",
+        ),
+        # another number, another name
+        (
+            "Die Polizei nahm am Samstag in der Innenstadt insgesamt 12 Personen vorläufig fest.",
+            "Die Polizei nahm am Samstag in der Innenstadt insgesamt 21 Personen vorläufig fest.",
+        ),
+        (
+            "Governor Hale signed the budget on Friday after a long night of talks in the capital.",
+            "Governor Brandt signed the budget on Friday after a long night of talks in the capital.",
+        ),
+    ],
+)
+def test_a_changed_name_number_or_negation_makes_another_sentence(lead: str, later: str) -> None:
+    assert _jaccard_containment(later, lead)[0] >= JACCARD_THRESHOLD
+    result = _assert_idempotent("Bambaşka bir başlık", f"{lead}\n{later}")
+    assert result.removed == []
+
+
+def test_the_same_repeat_goes_at_the_top_and_stays_further_down() -> None:
+    lead = "The city council approved a plan on Tuesday to rebuild the harbour wall before winter."
+    reworded = "On Tuesday the city council approved a plan to rebuild the harbour wall before winter."
+    filler = [f"Paragraph {n} tells another part of the story, with words of its own." for n in range(5)]
+    top = clean_article("Harbour wall plan", "\n".join([lead, reworded, *filler]))
+    assert [(r.reason, r.position) for r in top.removed] == [("near_duplicate", 1)]
+    below = clean_article("Harbour wall plan", "\n".join([*filler, lead, reworded]))
+    assert below.removed == []
+
+
 def test_sentence_level_removal_inside_a_paragraph() -> None:
     lead = "Merkez Bankası faizi yüzde 45 seviyesinde sabit tuttuğunu açıkladı."
     text = (

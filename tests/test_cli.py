@@ -1,23 +1,101 @@
 """The command line, run as a user runs it: python -m newsdedup ... in a subprocess."""
 
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+from newsdedup.cli import EXIT_BROKEN_PIPE, _parser
 
 from demo import site as demo_site
 from tests.conftest import REPO, shared_path
 
+BASE_ENV = {"PYTHONPATH": str(REPO / "plugins"), "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
+
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    base = {"PYTHONPATH": str(REPO / "plugins"), "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
-    return subprocess.run(
-        [sys.executable, "-m", "newsdedup", *args], env=base | (env or {}), capture_output=True, text=True, timeout=120
+    argv = [sys.executable, "-m", "newsdedup", *args]
+    return subprocess.run(argv, env=BASE_ENV | (env or {}), capture_output=True, text=True, timeout=120)
+
+
+# ------------------------------------------------------------------ manners
+
+
+def test_broken_pipe_in_a_shell_pipeline_is_quiet(tmp_path: Path) -> None:
+    sources = tmp_path / "s.yaml"
+    # 8,000 lines of over 40 bytes: far more than a pipe buffer (64 KiB), so the writer meets the closed pipe.
+    rows = (f"  - {{name: kaynak-{i}, url: 'https://haber{i}.example/rss', language: tr}}" for i in range(8000))
+    sources.write_text("sources:\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    script = f'"{sys.executable}" -m newsdedup sources check | head -1; echo "status=${{PIPESTATUS[0]}}" >&2'
+    done = subprocess.run(
+        ["bash", "-c", script],
+        env=BASE_ENV | {"NEWSDEDUP_SOURCES": str(sources)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
+    assert done.stdout.startswith("kaynak-0\t") and done.stdout.count("\n") == 1
+    assert done.stderr == f"status={EXIT_BROKEN_PIPE}\n"
+
+
+def test_a_reader_gone_before_the_first_line_is_quiet() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read: the first write fails, whatever the timing
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "newsdedup", "--help"],
+            env=BASE_ENV,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (EXIT_BROKEN_PIPE, "")
+
+
+GALLERY = (
+    '<!doctype html><html lang="tr"><head><title>Foto galeri: Boğaz\'da gün batımı</title></head>'
+    '<body><div class="galeri"><img src="/foto/1.jpg" alt=""><img src="/foto/2.jpg" alt=""></div></body></html>'
+)
+
+
+def test_library_warnings_are_shown_only_with_verbose(tmp_path: Path) -> None:
+    page = tmp_path / "galeri.html"
+    page.write_text(GALLERY, encoding="utf-8")
+    quiet = cli("extract", str(page), "--url", "https://haber.example/galeri/1")
+    verbose = cli("-v", "extract", str(page), "--url", "https://haber.example/galeri/1")
+    assert quiet.returncode == verbose.returncode == 2
+    assert quiet.stderr == "newsdedup: error: no article text found\n"
+    assert "WARNING trafilatura.core: discarding data" in verbose.stderr
+    assert verbose.stderr.endswith("newsdedup: error: no article text found\n")
+
+
+def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and sub-command of the parser, as argument tuples."""
+    paths = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                paths += command_paths(child, (*prefix, name))
+    return paths
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    paths = command_paths(_parser())
+    assert {("db", "migrate"), ("sources", "check"), ("report",), ("stats",)} <= set(paths)
+    for path in paths:
+        done = cli(*path, "--help")
+        assert done.returncode == 0, (path, done.stderr)
+        example = re.search(r"^examples?:\n  python -m newsdedup (.+)$", done.stdout, re.MULTILINE)
+        assert example, (path, done.stdout)
+        assert example.group(1).startswith(" ".join(path)), (path, example.group(1))
 
 
 def test_extract_saved_demo_page(tmp_path: Path) -> None:
@@ -95,5 +173,53 @@ def test_migrate_ingest_report(db_url: str, tmp_path: Path) -> None:
     report = cli("report", env=env)
     assert report.returncode == 0
     assert f"{row['articles_new']} new" in report.stdout and "copies collapsed" in report.stdout
-    stats = json.loads(cli("stats", env=env).stdout)
+    as_json = cli("report", "--json", env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    summary = json.loads(as_json.stdout)
+    assert summary["last_run"]["articles_new"] == row["articles_new"] and summary["last_run"]["status"] == "success"
+    numbers = {str(v) for part in summary.values() for v in part.values() if isinstance(v, int)}
+    assert set(re.findall(r"\b\d+\b", report.stdout.replace(summary["last_run"]["run_key"], ""))) <= numbers
+    stats = json.loads(cli("stats", "--json", env=env).stdout)
+    assert stats == summary["database"]
     assert stats["articles"] == row["articles_new"] and stats["stories"] < stats["articles"]
+    text = cli("stats", env=env).stdout.splitlines()
+    assert [line.split()[0] for line in text] == list(stats)
+    assert [line.split(None, 1)[1] for line in text] == [str(v) for v in stats.values()]
+
+
+@pytest.mark.integration
+def test_db_status_and_an_edited_migration(empty_db_url: str, tmp_path: Path) -> None:
+    sql = tmp_path / "sql"
+    sql.mkdir()
+    (sql / "001_kiosks.sql").write_text("CREATE TABLE IF NOT EXISTS kiosks (kiosk_id int);\n", encoding="utf-8")
+    env = {"NEWSDEDUP_DB_URL": empty_db_url, "NEWSDEDUP_SQL_DIR": str(sql)}
+    fresh = cli("db", "status", env=env)
+    assert (fresh.returncode, fresh.stdout.split()[:3]) == (1, ["pending", "001_kiosks", "-"]), fresh.stderr
+    assert cli("db", "migrate", env=env).stdout == "applied 1 migration(s): 001_kiosks\n"
+    (sql / "002_papers.sql").write_text("CREATE TABLE IF NOT EXISTS papers (paper_id int);\n", encoding="utf-8")
+    done = cli("db", "status", "--json", env=env)
+    assert done.returncode == 1, done.stderr
+    status = json.loads(done.stdout)
+    assert status["up_to_date"] is False
+    assert [(m["version"], m["state"], m["applied_at"] is None) for m in status["migrations"]] == [
+        ("001_kiosks", "applied", False),
+        ("002_papers", "pending", True),
+    ]
+    (sql / "001_kiosks.sql").write_text("CREATE TABLE IF NOT EXISTS kiosks (kiosk_id bigint);\n", encoding="utf-8")
+    refused = cli("db", "migrate", env=env)
+    applied_on = status["migrations"][0]["applied_at"][:10]
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert f"migration {sql / '001_kiosks.sql'} was changed after it was applied on {applied_on}" in refused.stderr
+    assert "Restore the file" in refused.stderr and "add a new migration" in refused.stderr
+    text = cli("db", "status", env=env)
+    assert text.returncode == 1
+    assert text.stdout.splitlines()[0].startswith("changed  001_kiosks")
+    assert "(file changed since it was applied)" in text.stdout and text.stdout.endswith("1 changed, 1 pending\n")
+
+
+@pytest.mark.integration
+def test_db_status_of_a_migrated_database(db_url: str) -> None:
+    done = cli("db", "status", "--json", env={"NEWSDEDUP_DB_URL": db_url})
+    assert done.returncode == 0, done.stdout + done.stderr
+    versions = [m["version"] for m in json.loads(done.stdout)["migrations"]]
+    assert versions == sorted(p.stem for p in (REPO / "sql").glob("[0-9][0-9][0-9]_*.sql"))

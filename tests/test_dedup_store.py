@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from newsdedup import pipeline, store
-from newsdedup.dedup import Doc
+from newsdedup.dedup import DedupParams, Doc
 from newsdedup.dedup_store import PgSignatureStore, assign_clusters
 from newsdedup.sources import Source
 
@@ -20,8 +20,10 @@ STORY = (FIXTURES / "dedup" / "en_port_strike.txt").read_text(encoding="utf-8")
 OTHER = (FIXTURES / "dedup" / "en_wildfire.txt").read_text(encoding="utf-8")
 
 
-def add_article(conn, url: str, text: str, published: datetime | None = None) -> int:
-    row = store.ArticleRow(None, url, url, "Title", text, None, published, "en", datetime.now(UTC))
+def add_article(
+    conn, url: str, text: str, published: datetime | None = None, source_id: int | None = None
+) -> int:
+    row = store.ArticleRow(source_id, url, url, "Title", text, None, published, "en", datetime.now(UTC))
     (article_id,) = store.upsert_articles(conn, [row]).new.values()
     return article_id
 
@@ -162,3 +164,88 @@ def test_params_are_recorded_with_their_version(db_url: str) -> None:
     params = scalar(db_url, "SELECT params FROM dedup_params WHERE params_version = %s", (decision.params_version,))
     assert params["scheme"] == "affine32" and params["num_perm"] == 128 and params["bands"] * params["rows"] <= 128
     assert scalar(db_url, "SELECT params_version FROM article_signatures") == decision.params_version
+
+
+def test_outlet_block_is_learnt_in_sql_and_decisions_keep_their_evidence(db_url: str) -> None:
+    dedup_dir = FIXTURES / "dedup"
+    block = (dedup_dir / "template.txt").read_text(encoding="utf-8").strip()
+    stories = (dedup_dir / "short_stories.txt").read_text(encoding="utf-8").split("\n\n")
+    rewrite = (dedup_dir / "en_port_strike_rewrite.txt").read_text(encoding="utf-8")
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    with store.connect(db_url) as conn:
+        feeds = [Source(name, f"https://{name}.example/rss.xml", "rss", "en") for name in ("wire", "courier", "metro")]
+        store.sync_sources(conn, feeds)
+        wire, courier, metro = (store.get_source(conn, f.name).source_id for f in feeds)
+        original = add_article(conn, "https://wire.example/strike", STORY, when, wire)
+        assign_clusters(conn, [Doc(original, STORY, published_at=when)])
+        for n, story in enumerate(stories[:2]):
+            page = add_article(conn, f"https://courier.example/{n}", f"{story}\n{block}", when, courier)
+            (decision,) = assign_clusters(conn, [Doc(page, f"{story}\n{block}", published_at=when)])
+            assert decision.method == "new"
+    brief_text = " ".join(STORY.split()[:60]) + "\n" + block
+    with store.connect(db_url) as conn:
+        brief = add_article(conn, "https://courier.example/brief", brief_text, when, courier)
+        redone = add_article(conn, "https://metro.example/strike", rewrite, when, metro)
+        decisions = assign_clusters(
+            conn, [Doc(brief, brief_text, published_at=when), Doc(redone, rewrite, published_at=when)]
+        )
+    assert [(d.cluster_id, d.method) for d in decisions] == [(original, "containment"), (original, "rewrite_jaccard")]
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT source, shingles, max_marks FROM source_boilerplate_summary ORDER BY source")
+        learnt = {name: (shingles, marks) for name, shingles, marks in cur.fetchall()}
+        cur.execute(
+            "SELECT method, threshold, evidence FROM duplicate_decisions "
+            "WHERE article_id = ANY(%s) ORDER BY article_id",
+            ([brief, redone],),
+        )
+        rows = cur.fetchall()
+    assert learnt["courier"][0] >= 80 and learnt["wire"] == (0, 0) and learnt["metro"] == (0, 0)
+    (_, _, brief_evidence), (method, threshold, rewrite_evidence) = rows
+    assert brief_evidence["candidate"] == original and brief_evidence["informative"][0] < 70
+    assert method == "rewrite_jaccard" and threshold == pytest.approx(DedupParams().rewrite_threshold)
+    assert rewrite_evidence["same_source"] is False and rewrite_evidence["jaccard"] >= threshold
+
+
+def test_migration_renames_minhash_decisions(db_url: str) -> None:
+    with store.connect(db_url) as conn:
+        first = add_article(conn, "https://a.example/1", STORY)
+        copy = add_article(conn, "https://b.example/1", STORY + "\n\nMore at b.example.")
+        assign_clusters(conn, [Doc(first, STORY), Doc(copy, STORY + "\n\nMore at b.example.")])
+        with conn.cursor() as cur:
+            cur.execute("ALTER TABLE duplicate_decisions DROP CONSTRAINT duplicate_decisions_method_check")
+            cur.execute("UPDATE duplicate_decisions SET method = 'minhash' WHERE article_id = %s", (copy,))
+            cur.execute((store.SQL_DIR / "008_dedup_evidence.sql").read_text(encoding="utf-8"))
+    assert scalar(db_url, "SELECT method FROM duplicate_decisions WHERE article_id = %s", (copy,)) == "jaccard"
+    with pytest.raises(psycopg2.errors.CheckViolation), psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE duplicate_decisions SET method = 'minhash'")
+
+
+def test_a_one_article_story_joins_late_in_sql(db_url: str) -> None:
+    rewrite = (FIXTURES / "dedup" / "en_port_strike_rewrite.txt").read_text(encoding="utf-8")
+    paragraphs = STORY.split("\n\n")
+    excerpt = paragraphs[0]
+    with store.connect(db_url) as conn:
+        feeds = [Source(name, f"https://{name}.example/rss.xml", "rss", "en") for name in ("wire", "metro", "digest")]
+        store.sync_sources(conn, feeds)
+        wire, metro, digest = (store.get_source(conn, f.name).source_id for f in feeds)
+        when = datetime(2026, 3, 1, tzinfo=UTC)
+        texts = {"metro": (rewrite, when.replace(hour=5), metro), "digest": (excerpt, when.replace(day=9), digest)}
+        ids = {}
+        for name, (text, published, source_id) in texts.items():
+            ids[name] = add_article(conn, f"https://{name}.example/strike", text, published, source_id)
+            (decision,) = assign_clusters(conn, [Doc(ids[name], text, published_at=published)])
+            assert decision.method == "new"
+        original = add_article(conn, "https://wire.example/strike", STORY, when, wire)
+        (decision,) = assign_clusters(conn, [Doc(original, STORY, published_at=when)])
+    assert decision.cluster_id == ids["digest"] and decision.is_canonical
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), min(size), min(canonical_article_id) FROM story_clusters")
+        assert cur.fetchone() == (1, 3, original)
+        cur.execute(
+            "SELECT cluster_id, matched_article_id, method, evidence->>'joined_late' FROM duplicate_decisions "
+            "WHERE article_id = %s",
+            (ids["metro"],),
+        )
+        assert cur.fetchone() == (ids["digest"], original, "rewrite_jaccard", "true")
+        cur.execute("SELECT count(DISTINCT cluster_id) FROM articles")
+        assert cur.fetchone() == (1,)

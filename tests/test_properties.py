@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from newsdedup.clean import _clean, _joined_unit, _unit, clean_article, split_segments
+from newsdedup.clean import LEAD_ZONE, _clean, _joined_unit, _unit, clean_article, split_segments
 from newsdedup.dedup import Deduplicator, DedupParams, Doc, MemoryStore, fingerprint_text
 from newsdedup.minhash import shingle_hashes, tokens
 from newsdedup.normalize import normalize_for_compare, shingles, words
@@ -72,31 +72,41 @@ UNIQUE_WORDS = st.lists(
 )
 
 
+def _distinct_paragraphs(words_: list[str], count: int) -> list[str]:
+    """Up to `count` paragraphs of eight words each, no word shared between them."""
+    chunks = [words_[i * 8 : i * 8 + 8] for i in range(count)]
+    return [" ".join(chunk).capitalize() + "." for chunk in chunks if len(chunk) == 8]
+
+
 @settings(max_examples=200)
-@given(UNIQUE_WORDS, st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=12), st.randoms())
-def test_paragraphs_occurring_once_stay_and_repeats_go_in_order(words_: list[str], plan: list[int], rnd) -> None:
-    """Distinct paragraphs (own words) with exact repeats mixed in: every distinct one kept once, in order.
+@given(UNIQUE_WORDS, st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=12))
+def test_paragraphs_occurring_once_stay_and_stuttered_repeats_go_in_order(words_: list[str], plan: list[int]) -> None:
+    """Distinct paragraphs (own words), each followed by exact copies of itself: every one kept once, in order.
 
     Paragraphs have eight words: repeats of five words or fewer are headings and labels, kept on purpose.
     """
-    paragraphs: list[str] = []
-    for i, _ in enumerate(plan):
-        chunk = words_[i * 8 : i * 8 + 8]
-        if len(chunk) < 8:
-            break
-        paragraphs.append(" ".join(chunk).capitalize() + ".")
-    if not paragraphs:
-        return
-    sequence = list(paragraphs)
-    for i, paragraph in enumerate(paragraphs):
-        for _ in range(plan[i]):
-            sequence.insert(rnd.randint(sequence.index(paragraph) + 1, len(sequence)), paragraph)
+    paragraphs = _distinct_paragraphs(words_, len(plan))
+    assume(paragraphs)
+    sequence = [copy for paragraph, times in zip(paragraphs, plan, strict=False) for copy in [paragraph] * (1 + times)]
     result = clean_article("Zzz qqq www", "\n".join(sequence))
     kept = [s.text for s in split_segments(result.text)]
     assert kept == paragraphs  # each distinct paragraph once, first occurrences in their order
     assert len(result.removed) == len(sequence) - len(paragraphs)
     assert all(r.reason == "exact_duplicate" and r.segment == r.matched for r in result.removed)
     assert clean_article("Zzz qqq www", result.text).text == result.text
+
+
+@settings(max_examples=200)
+@given(UNIQUE_WORDS, st.integers(min_value=LEAD_ZONE + 1, max_value=12), st.data())
+def test_repeats_away_from_their_copy_and_the_top_stay(words_: list[str], count: int, data: st.DataObject) -> None:
+    """A passage that comes back two or more paragraphs later, below the top, is meant (a refrain, a question)."""
+    paragraphs = _distinct_paragraphs(words_, count)
+    at = data.draw(st.integers(min_value=LEAD_ZONE + 1, max_value=len(paragraphs)))  # the copy's position
+    source = data.draw(st.integers(min_value=0, max_value=at - 2))
+    sequence = [*paragraphs[:at], paragraphs[source], *paragraphs[at:]]
+    result = clean_article("Zzz qqq www", "\n".join(sequence))
+    assert result.removed == []
+    assert result.text == "\n\n".join(sequence)
 
 
 @settings(max_examples=150)
@@ -155,8 +165,11 @@ def test_processing_a_page_never_raises(body: str, title: str, language: str | N
         assert done.failure.outcome == "extract_failed" and done.failure.error_class
 
 
-# Few words, so that shingles repeat everywhere: the screen must let every real repeat through.
-VOCAB = st.sampled_from(["Ankara", "kent", "yangın", "the", "of", "said", "2024", "İzmir", "ılık", "su"])
+# Few words, so that shingles repeat everywhere: the screen must let every real repeat through. A negation,
+# and CJK words (compared character by character).
+VOCAB = st.sampled_from(
+    ["Ankara", "kent", "yangın", "the", "of", "said", "2024", "İzmir", "ılık", "su", "not", "北京电", "经济"]
+)
 SENTENCE = st.lists(VOCAB, min_size=1, max_size=12).map(lambda ws: " ".join(ws).capitalize() + ".")
 PARAGRAPH = st.lists(SENTENCE, min_size=1, max_size=4).map(" ".join)
 

@@ -95,7 +95,7 @@ def test_why_duplicate_explains_every_copy(demo_db) -> None:
     copies = sum(len(urls) - 1 for urls in stories(site).values())
     assert len(rows) == copies
     for row in rows:
-        assert row["method"] in ("exact", "minhash", "containment")
+        assert row["method"] in ("exact", "jaccard", "containment")
         assert row["similarity"] >= row["threshold"]
         assert row["matched"] is not None
 

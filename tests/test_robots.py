@@ -1,19 +1,23 @@
-"""robots.txt: rules from each kind of answer, the product token, origins, the cache and its expiry."""
+"""robots.txt: RFC 9309 matching, rules from each kind of answer, the product token, origins, the cache."""
 
 from __future__ import annotations
 
 import threading
 
 import pytest
-from newsdedup.fetch import FetchResult
+from newsdedup.fetch import Fetcher, FetchPolicy, FetchResult
 from newsdedup.robots import (
     MAX_CRAWL_DELAY,
+    MAX_ROBOTS_BYTES,
     RobotsCache,
     StoredRobots,
+    parsed_rules,
     product_token,
     robots_origin,
     rules_from_result,
 )
+
+from tests.httpfixtures import LocalHTTPServer, gzipped, http_server_fixture, static  # noqa: F401
 
 
 def result(
@@ -95,6 +99,185 @@ def test_garbage_and_bom_are_tolerated() -> None:
     body = "\ufeffUser-agent: *\nDisallow: /x\n\x00\xff garbage line\n".encode("utf-8", "surrogatepass")
     rules = rules_from_result("https://n.example", result(body=body), now=0.0)
     assert not rules.allowed("https://n.example/x", "newsdedup") and rules.allowed("https://n.example/y", "newsdedup")
+
+
+# ------------------------------------------------------------------ RFC 9309 matching
+
+
+def allowed(robots: str, path: str, agent: str = "newsdedup") -> bool:
+    """Whether agent may fetch path under the robots.txt text (through RobotsRules, as the fetcher asks)."""
+    return parsed_rules("https://n.example", robots, "test", 0.0).allowed("https://n.example" + path, agent)
+
+
+# RFC 9309, section 5.1 "Simple Example", with the verdicts its text gives for each group.
+RFC_5_1 = """User-Agent: *
+Disallow: *.gif$
+Disallow: /example/
+Allow: /publications/
+
+User-Agent: foobot
+Disallow:/
+Allow:/example/page.html
+Allow:/example/allowed.gif
+
+User-Agent: barbot
+User-Agent: bazbot
+Disallow: /example/page.html
+
+User-Agent: quxbot
+
+EOF
+"""
+
+
+@pytest.mark.parametrize(
+    ("agent", "path", "verdict"),
+    [
+        ("foobot", "/example/page.html", True),
+        ("foobot", "/example/allowed.gif", True),
+        ("foobot", "/publications/", False),
+        ("barbot", "/example/page.html", False),
+        ("bazbot", "/example/page.html", False),
+        ("bazbot", "/example/other.gif", True),
+        ("quxbot", "/example/page.html", True),  # an empty group: no rules
+        ("newsdedup", "/publications/a.html", True),
+        ("newsdedup", "/example/a.html", False),
+        ("newsdedup", "/images/logo.gif", False),  # `*` and the `$` anchor
+        ("newsdedup", "/images/logo.gif?size=2", True),  # `$`: .gif must end the path
+    ],
+)
+def test_rfc_simple_example(agent: str, path: str, verdict: bool) -> None:
+    assert allowed(RFC_5_1, path, agent) is verdict
+
+
+def test_rfc_longest_match_wins() -> None:
+    # RFC 9309, section 5.2: the longer, more specific rule decides whatever the order of the lines.
+    robots = "User-Agent: foobot\nAllow: /example/page/\nDisallow: /example/page/disallowed.gif\n"
+    assert not allowed(robots, "/example/page/disallowed.gif", "foobot")
+    assert allowed(robots, "/example/page/other.gif", "foobot")
+    news = "User-agent: *\nDisallow: /news/\nAllow: /news/public/\n"
+    assert allowed(news, "/news/public/a") and not allowed(news, "/news/private/a")
+
+
+@pytest.mark.parametrize("order", ["Allow: /page\nDisallow: /page\n", "Disallow: /page\nAllow: /page\n"])
+def test_rfc_equivalent_allow_and_disallow_allow_wins(order: str) -> None:
+    assert allowed("User-agent: *\n" + order, "/page")
+
+
+def test_rfc_wildcard_matches_any_sequence() -> None:
+    robots = "User-agent: *\nDisallow: /*?print=\nDisallow: /this/*/exactly\n"
+    assert not allowed(robots, "/story/1?print=1")
+    assert allowed(robots, "/story/1?page=2")
+    assert not allowed(robots, "/this/a/b/exactly")
+    assert allowed(robots, "/this/exactly")
+
+
+def test_rfc_dollar_anchors_the_end() -> None:
+    robots = "User-agent: *\nDisallow: /this/path/exactly$\n"
+    assert not allowed(robots, "/this/path/exactly")
+    assert allowed(robots, "/this/path/exactly/more") and allowed(robots, "/this/path/exactly?x=1")
+
+
+def test_rfc_encoded_special_characters_match_verbatim() -> None:
+    # RFC 9309, 2.2.3: `%2A` and `%24` stand for a literal `*` and `$`, not for a wildcard or an anchor.
+    robots = "User-agent: *\nDisallow: /path/file-with-a-%2A.html\nDisallow: /path/foo-%24\n"
+    assert not allowed(robots, "/path/file-with-a-*.html") and allowed(robots, "/path/file-with-a-b.html")
+    assert not allowed(robots, "/path/foo-$")
+
+
+@pytest.mark.parametrize(
+    ("rule", "path"),
+    [
+        # RFC 9309, 2.2.2: a path and its percent-encoded form are the same path.
+        ("/foo/bar?baz=https://foo.bar", "/foo/bar?baz=https%3A%2F%2Ffoo.bar"),
+        ("/foo/bar?baz=https%3A%2F%2Ffoo.bar", "/foo/bar?baz=https://foo.bar"),
+        ("/foo/bar/\u30c4", "/foo/bar/%E3%83%84"),
+        ("/foo/bar/%E3%83%84", "/foo/bar/\u30c4"),
+        ("/haber/%C5%9Fehir", "/haber/\u015fehir"),
+    ],
+)
+def test_rfc_percent_encoding_is_equivalent(rule: str, path: str) -> None:
+    assert not allowed(f"User-agent: *\nDisallow: {rule}\n", path)
+
+
+def test_rfc_user_agent_groups() -> None:
+    # RFC 9309, 2.2.1: case-insensitive product-token match; groups of one agent are merged; else `*`.
+    robots = (
+        "User-agent: NewsDedup\nDisallow: /foo\n\n"
+        "User-agent: otherbot\nDisallow: /\n\n"
+        "user-agent: newsdedup\ndisallow: /baz\n\n"
+        "User-agent: *\nDisallow: /bar\n"
+    )
+    assert not allowed(robots, "/foo") and not allowed(robots, "/baz")
+    assert allowed(robots, "/bar")  # our own group replaces the `*` group
+    assert not allowed(robots, "/bar", "somebot")
+    assert allowed("User-agent: otherbot\nDisallow: /\n", "/x")  # no group for us, no `*`: no rules
+
+
+def test_rfc_product_token_of_a_full_user_agent() -> None:
+    robots = "User-agent: newsdedup\nDisallow: /private/\n\nUser-agent: *\nDisallow: /\n"
+    cache = RobotsCache(FakeFetch({URL: result(body=robots.encode())}), "newsdedup/1.2 (+https://x.example/bot)")
+    assert cache.agent == "newsdedup"
+    assert cache.allowed("https://n.example/news/1") and not cache.allowed("https://n.example/private/1")
+
+
+def test_rfc_robots_txt_itself_is_always_allowed() -> None:
+    assert allowed("User-agent: *\nDisallow: /\n", "/robots.txt")
+
+
+def test_sitemap_lines_keep_their_urls() -> None:
+    robots = "Sitemap: https://n.example/a%2Fb.xml\nUser-agent: *\nDisallow: /x\n"
+    assert list(parsed_rules("https://n.example", robots, "test", 0.0).parser.sitemaps) == [
+        "https://n.example/a%2Fb.xml"
+    ]
+
+
+# ------------------------------------------------------------------ the 500 KiB parsing limit
+
+
+def big_robots(tail_rule: str) -> bytes:
+    """A robots.txt over the limit: an early rule, comment padding, then a rule past 500 KiB."""
+    head = b"User-agent: *\nDisallow: /early/\n"
+    padding = b"# " + b"x" * 97 + b"\n"
+    body = head + padding * (MAX_ROBOTS_BYTES // len(padding) + 1)
+    return body + tail_rule.encode() + b"\n"
+
+
+def test_only_the_first_500_kib_are_parsed() -> None:
+    body = big_robots("Disallow: /late/")
+    assert len(body) > MAX_ROBOTS_BYTES == 500 * 1024
+    rules = rules_from_result("https://n.example", result(body=body), now=0.0)
+    assert rules.verdict == "parsed" and "only the first 500 KiB parsed" in rules.reason
+    assert not rules.allowed("https://n.example/early/1", "newsdedup")
+    assert rules.allowed("https://n.example/late/1", "newsdedup")
+
+
+def test_a_line_cut_at_the_limit_is_dropped() -> None:
+    head, kept = b"User-agent: *\nDisallow: /news/\n", b"Allow: /news/p"
+    fill = b"#" * (MAX_ROBOTS_BYTES - len(head) - len(kept) - 1) + b"\n"
+    body = head + fill + kept + b"rivate-area/\n"
+    assert len(head + fill + kept) == MAX_ROBOTS_BYTES
+    rules = rules_from_result("https://n.example", result(body=body), now=0.0)
+    # Read as cut, the last line would say "Allow: /news/p" and open /news/politics.
+    assert not rules.allowed("https://n.example/news/politics", "newsdedup")
+
+
+def robots_fetcher() -> Fetcher:
+    return Fetcher(FetchPolicy(allow_networks=("127.0.0.0/8",), min_host_delay=0.0, retries=0))
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_fetcher_parses_a_huge_robots_txt_instead_of_giving_up(http_server: LocalHTTPServer, encoded: bool) -> None:
+    body = big_robots("Disallow: /late/") + b"#" * (300 * 1024)
+    handler = gzipped(body, "text/plain") if encoded else static(body, content_type="text/plain")
+    http_server.route("/robots.txt", handler)
+    http_server.route("/late/1", static("<p>late</p>"))
+    with robots_fetcher() as fetcher:
+        assert fetcher.get(http_server.url("/late/1")).ok
+        blocked = fetcher.get(http_server.url("/early/1"))
+        rules = fetcher.robots.rules_for(http_server.url("/"))
+    assert blocked.outcome == "robots_disallowed"
+    assert "only the first 500 KiB parsed" in rules.reason
 
 
 class FakeFetch:

@@ -2,17 +2,20 @@
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
 from newsdedup.config import ConfigError
 from newsdedup.fetch import Fetcher, FetchPolicy
+from newsdedup.robots import parsed_rules
 from newsdedup.sources import (
     DEFAULT_MAX_ARTICLES,
     FeedError,
     Source,
     detect_kind,
     discover,
+    feed_links,
     load_sources,
     parse_feed,
     parse_json_feed,
@@ -419,7 +422,7 @@ def test_known_urls_match_www_and_scheme_variants(db_url: str) -> None:
 
 def test_outcomes_kinds_and_fields_are_documented() -> None:
     from newsdedup.fetch import OUTCOMES
-    from newsdedup.sources import _FIELDS, KINDS
+    from newsdedup.sources import KINDS, SourceEntry
 
     repo = Path(__file__).resolve().parents[1]
     schema = (repo / "docs" / "schema.md").read_text(encoding="utf-8")
@@ -428,5 +431,259 @@ def test_outcomes_kinds_and_fields_are_documented() -> None:
         assert f"`{outcome}`" in schema, outcome
     for kind in KINDS:
         assert f"`{kind}`" in schema and kind in readme, kind
-    for name in _FIELDS:
+    for name in SourceEntry.model_fields:
         assert f"| `{name}` |" in readme, name
+
+
+# ------------------------------------------------------------------ lenient sitemaps, home pages
+
+
+def serve_xml(
+    server: LocalHTTPServer, path: str, body: str, etag: str | None = None, content_type: str = "application/xml"
+) -> None:
+    """Serve body (XML unless told), answering 304 to a request that sends back the ETag."""
+
+    def handler(h) -> None:
+        if etag and h.headers.get("If-None-Match") == etag:
+            h.reply(304, content_type=None, headers={"ETag": etag})
+        else:
+            h.reply(200, body, headers={"ETag": etag} if etag else None, content_type=content_type)
+
+    server.route(path, handler)
+
+
+def news_url(loc: str, title: str, date: str, prefix: str = "news") -> str:
+    return (
+        f"<url><loc>{loc}</loc><{prefix}:news><{prefix}:publication><{prefix}:name>Kıyı</{prefix}:name>"
+        f"<{prefix}:language>tr</{prefix}:language></{prefix}:publication>"
+        f"<{prefix}:publication_date>{date}</{prefix}:publication_date><{prefix}:title>{title}</{prefix}:title>"
+        f"</{prefix}:news></url>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("xmlns", "p"),
+    [
+        ("", ""),  # no xmlns at all
+        ('xmlns="https://www.sitemaps.org/schemas/sitemap/0.9"', ""),  # the https:// variant
+        ('xmlns="http://www.google.com/schemas/sitemap/0.84"', ""),  # the pre-2006 namespace
+        ('xmlns:sm="http://www.sitemaps.org/schemas/sitemap/0.9"', "sm:"),  # a prefix instead of a default
+    ],
+)
+def test_sitemaps_are_matched_by_local_name(http_server: LocalHTTPServer, xmlns: str, p: str) -> None:
+    news = 'xmlns:n="https://www.google.com/schemas/sitemap-news/0.9"'  # https:// here too
+    body = (
+        f'<?xml version="1.0"?><{p}urlset {xmlns} {news}>'
+        f"<{p}url><{p}loc>/2026/12/kopru.html</{p}loc><n:news><n:publication><n:name>Kıyı</n:name></n:publication>"
+        "<n:publication_date>2026-12-01T09:30:00+03:00</n:publication_date><n:title>Köprü açıldı</n:title>"
+        f"</n:news></{p}url><{p}url><{p}loc>/2026/12/liman.html</{p}loc><{p}lastmod>2026-12-01</{p}lastmod>"
+        f"</{p}url></{p}urlset>"
+    )
+    serve_xml(http_server, "/sitemap.xml", body)
+    with fetcher() as f:
+        found = discover(Source("kiyi", http_server.url("/sitemap.xml"), "auto"), f)
+    assert found.error is None, found.error
+    kopru, liman = found.entries
+    assert (kopru.url, kopru.title) == (http_server.url("/2026/12/kopru.html"), "Köprü açıldı")
+    assert kopru.published_at is not None and (kopru.published_at.hour, kopru.published_at.minute) == (6, 30)
+    assert (liman.title, liman.updated_at.day) == (None, 1)
+
+
+def test_image_and_video_locations_are_not_articles(http_server: LocalHTTPServer) -> None:
+    image = 'xmlns:image="http://www.google.com/schemas/sitemap-image/1.1"'
+    body = (
+        f"<urlset {SITEMAP_NS} {image}><url><loc>/a.html</loc>"
+        "<image:image><image:loc>/a.jpg</image:loc></image:image></url></urlset>"
+    )
+    serve_xml(http_server, "/sitemap.xml", body)
+    with fetcher() as f:
+        found = discover(Source("x", http_server.url("/sitemap.xml"), "sitemap"), f)
+    assert [e.url for e in found.entries] == [http_server.url("/a.html")]
+
+
+def test_a_sitemap_without_namespace_still_refuses_entities(http_server: LocalHTTPServer) -> None:
+    bomb = '<?xml version="1.0"?><!DOCTYPE urlset [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+    serve_xml(http_server, "/sitemap.xml", bomb + "<urlset><url><loc>/&b;</loc></url></urlset>")
+    with fetcher() as f:
+        found = discover(Source("x", http_server.url("/sitemap.xml"), "auto"), f)
+    assert found.entries == [] and found.error is not None and found.error.startswith("EntitiesForbidden")
+
+
+def test_broken_links_in_a_sitemap_are_skipped(http_server: LocalHTTPServer) -> None:
+    index = "<sitemapindex><sitemap><loc>http://[::1</loc></sitemap><sitemap><loc>/m.xml</loc></sitemap></sitemapindex>"
+    serve_xml(http_server, "/index.xml", index)
+    serve_xml(http_server, "/m.xml", "<urlset><url><loc>http://[::1/a</loc></url><url><loc>/b.html</loc></url></urlset>")
+    with fetcher() as f:
+        found = discover(Source("x", http_server.url("/index.xml"), "auto"), f)
+    assert found.error is None and [e.url for e in found.entries] == [http_server.url("/b.html")]
+
+
+def test_other_xml_is_still_not_a_sitemap(http_server: LocalHTTPServer) -> None:
+    serve_xml(http_server, "/sitemap.xml", "<urlsets><url><loc>/a.html</loc></url></urlsets>")
+    with fetcher() as f:
+        found = discover(Source("x", http_server.url("/sitemap.xml"), "sitemap"), f)
+    assert found.error == "SitemapParseError: not a sitemap: root element is <urlsets>"
+
+
+HOME = """<!DOCTYPE html><html lang="tr"><head><title>Kıyı Gazetesi</title>
+<link rel="stylesheet" href="/site.css">
+<link rel="alternate" type="application/rss+xml" title="Kıyı Gazetesi" href="/rss.xml">
+<link rel="alternate" type="application/rss+xml" title="Kıyı Gazetesi &raquo; Comments Feed" href="/comments/feed/">
+<link rel="alternate" type="application/json" href="/wp-json/wp/v2/pages/12">
+<link rel="alternate" hreflang="en" href="/en/">
+<link rel="Alternate Feed" type="application/atom+xml; charset=utf-8" href="atom.xml"/>
+<link rel=alternate type=application/feed+json href=/feed.json>
+</head><body><a href="/rss2.xml" type="application/rss+xml">RSS</a></body></html>"""
+
+
+def test_feed_links_of_a_home_page() -> None:
+    assert feed_links(HOME, "https://kiyi.example.com/") == [
+        "https://kiyi.example.com/rss.xml",
+        "https://kiyi.example.com/atom.xml",
+        "https://kiyi.example.com/feed.json",
+    ]
+    assert feed_links("<html><body>no head at all<link rel=alternate", "https://x.example/") == []
+    for bad in ("javascript:x()", "http://[::1"):
+        link = f'<link rel="alternate" type="application/rss+xml" href="{bad}">'
+        assert feed_links(link, "https://x.example/") == []
+    other = '<link rel="alternate" type="application/rss+xml" href="https://wire.example.org/tr.xml?utm_source=x">'
+    assert feed_links(other, "https://kiyi.example.com/") == ["https://wire.example.org/tr.xml"]
+
+
+def test_robots_txt_sitemap_lines() -> None:
+    text = "User-agent: *\nDisallow: /search\nSitemap: https://kiyi.example.com/news.xml\nsitemap: /index.xml\n"
+    assert parsed_rules("https://kiyi.example.com", text, "HTTP 200", 0.0).sitemaps() == [
+        "https://kiyi.example.com/news.xml",
+        "/index.xml",
+    ]
+
+
+def home_site(server: LocalHTTPServer, robots: str) -> None:
+    """A home page linking to an RSS feed; robots.txt as given; a news sitemap; an article of each."""
+    rss = "<rss version='2.0'><channel><title>Kıyı</title><item><title>Liman</title>"
+    rss += f"<link>{server.url('/liman.html')}</link><pubDate>Tue, 01 Dec 2026 08:00:00 GMT</pubDate>"
+    rss += "</item></channel></rss>"
+    news = f"<urlset {SITEMAP_NS} {NEWS_NS}>" + news_url("/kopru.html", "Köprü açıldı", "2026-12-01T09:30:00+03:00")
+    news += "</urlset>"
+    page = '<html><head><link rel="alternate" type="application/rss+xml" href="/rss.xml"></head></html>'
+    serve_xml(server, "/", page, '"h1"', "text/html; charset=utf-8")
+    server.route("/robots.txt", static(robots, content_type="text/plain"))
+    serve_xml(server, "/rss.xml", rss, '"r1"')
+    serve_xml(server, "/sitemaps/news.xml", news, '"s1"')
+    for path in ("/liman.html", "/kopru.html"):
+        server.route(path, static(f"<html><body><h1>{path}</h1><p>Haber metni.</p></body></html>"))
+
+
+def polite_fetcher() -> Fetcher:
+    return Fetcher(FetchPolicy(allow_networks=("127.0.0.0/8",), min_host_delay=0))
+
+
+def test_home_page_finds_its_feeds_and_robots_sitemaps(http_server: LocalHTTPServer) -> None:
+    home_site(http_server, "User-agent: *\nDisallow: /private/\nSitemap: /sitemaps/news.xml\n")
+    source = Source("kiyi", http_server.url("/"), "auto")
+    with polite_fetcher() as f:
+        found = discover(source, f)
+    assert found.error is None and not found.incomplete and not found.not_modified
+    by_url = {e.url: e for e in found.entries}
+    assert set(by_url) == {http_server.url("/liman.html"), http_server.url("/kopru.html")}
+    assert by_url[http_server.url("/kopru.html")].title == "Köprü açıldı"
+    assert by_url[http_server.url("/liman.html")].published_at.hour == 8
+    assert [r.url for r in found.fetches] == [http_server.url(p) for p in ("/", "/rss.xml", "/sitemaps/news.xml")]
+    assert [r.url for r in found.fetches[0].robots] == [http_server.url("/robots.txt")]
+    assert found.children == {
+        http_server.url("/rss.xml"): ['"r1"', None, "linked"],
+        http_server.url("/sitemaps/news.xml"): ['"s1"', None, "linked"],
+    }
+
+
+def test_unchanged_home_page_still_rechecks_its_feeds(http_server: LocalHTTPServer) -> None:
+    home_site(http_server, "User-agent: *\nSitemap: /sitemaps/news.xml\n")
+    source = Source("kiyi", http_server.url("/"), "auto")
+    with polite_fetcher() as f:
+        first = discover(source, f)
+        http_server.route("/", static("", status=304, content_type=None))
+        same = discover(source, f, etag='"h1"', children=first.children)
+        new_rss = "<rss version='2.0'><channel><item><link>/yeni.html</link></item></channel></rss>"
+        serve_xml(http_server, "/rss.xml", new_rss)
+        changed = discover(source, f, etag='"h1"', children=first.children)
+    assert same.not_modified and same.entries == [] and same.children == first.children
+    assert [r.outcome for r in same.fetches] == ["not_modified"] * 3
+    sent = [r.headers.get("if-none-match") for r in http_server.requests_for("/sitemaps/news.xml")]
+    assert sent == [None, '"s1"', '"s1"']
+    assert not changed.not_modified and [e.url for e in changed.entries] == [http_server.url("/yeni.html")]
+    assert changed.children[http_server.url("/rss.xml")] == [None, None, "linked"]
+
+
+def test_home_page_without_feeds_or_sitemaps_is_not_a_feed(http_server: LocalHTTPServer) -> None:
+    http_server.route("/", static(re.sub("alternate", "preload", HOME, flags=re.IGNORECASE)))
+    http_server.route("/robots.txt", static("User-agent: *\nDisallow:\n", content_type="text/plain"))
+    with polite_fetcher() as f:
+        found = discover(Source("kiyi", http_server.url("/")), f)
+    assert found.error is not None and found.error.startswith("NotAFeed: expected an RSS/Atom/JSON feed")
+    assert "robots.txt names no sitemap" in found.error
+    with polite_fetcher() as f:  # kind: rss is taken at its word: an HTML page is a broken feed
+        found = discover(Source("kiyi", http_server.url("/"), "rss"), f)
+    assert found.error is not None and found.error.startswith("FeedParseError")
+    assert http_server.hits("/rss.xml") == 0
+
+
+def test_home_page_files_are_bounded_and_checked(http_server: LocalHTTPServer) -> None:
+    from newsdedup.sources import MAX_SITEMAP_FILES
+
+    lines = "".join(f"Sitemap: /s{i}.xml\n" for i in range(MAX_SITEMAP_FILES + 10))
+    home_site(http_server, "User-agent: *\n" + lines)
+    doctype = '<!DOCTYPE rss [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    http_server.route("/rss.xml", static(doctype + "<rss version='2.0'><channel><title>&x;</title></channel></rss>"))
+    for i in range(MAX_SITEMAP_FILES + 10):
+        serve_xml(http_server, f"/s{i}.xml", f"<urlset><url><loc>/m{i}.html</loc></url></urlset>")
+    with polite_fetcher() as f:
+        found = discover(Source("kiyi", http_server.url("/")), f)
+    assert found.error is None and found.incomplete
+    assert len(found.fetches) == MAX_SITEMAP_FILES  # the home page counts as one
+    rss = next(r for r in found.fetches if r.url.endswith("/rss.xml"))
+    assert (rss.outcome, rss.error_class) == ("parse_error", "EntitiesForbidden")
+    assert len(found.entries) == MAX_SITEMAP_FILES - 2
+
+
+def test_home_page_whose_feeds_all_fail_is_an_error(http_server: LocalHTTPServer) -> None:
+    http_server.route("/", static(HOME))
+    with polite_fetcher() as f:
+        found = discover(Source("kiyi", http_server.url("/")), f)
+    assert found.error == (
+        "NoReadableFeed: none of the 3 feeds and sitemaps this home page leads to could be read (see crawl_log)"
+    )
+    assert [(r.url, r.status) for r in found.fetches[1:]] == [
+        (http_server.url(path), 404) for path in ("/rss.xml", "/atom.xml", "/feed.json")
+    ]
+
+
+@pytest.mark.integration
+def test_home_page_source_end_to_end(db_url: str, http_server: LocalHTTPServer) -> None:
+    """Through the pipeline: the news sitemap's title and date reach raw_pages; every request is logged."""
+    import psycopg2
+    from newsdedup import pipeline, store
+
+    home_site(http_server, "User-agent: *\nSitemap: /sitemaps/news.xml\n")
+    with store.connect(db_url) as conn:
+        store.sync_sources(conn, [Source("kiyi", http_server.url("/"), "auto", "tr")])
+    run = pipeline.begin_run(db_url, "home-page-1", "cli")
+    with polite_fetcher() as f:
+        report = pipeline.crawl_source(db_url, run["run_id"], "kiyi", f)
+        again = pipeline.crawl_source(db_url, pipeline.begin_run(db_url, "home-page-2", "cli")["run_id"], "kiyi", f)
+    assert not report["failed"] and report["pages_fetched"] == 2, report
+    # The second run only asks conditionally, and everything is unchanged.
+    assert (again["failed"], again["feeds_not_modified"]) == (False, 1), again
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT url, feed_title, feed_published FROM raw_pages ORDER BY url")
+        (kopru, liman) = cur.fetchall()
+        cur.execute("SELECT request_kind, url FROM crawl_log WHERE run_id = %s ORDER BY crawl_id", (run["run_id"],))
+        log = cur.fetchall()
+    assert kopru[:2] == (http_server.url("/kopru.html"), "Köprü açıldı")
+    assert (kopru[2].isoformat(), liman[1]) == ("2026-12-01T06:30:00+00:00", "Liman")
+    assert all("if-none-match" in r.headers for r in http_server.requests[-3:])
+    assert log[:4] == [
+        ("robots", http_server.url("/robots.txt")),
+        ("feed", http_server.url("/")),
+        ("feed", http_server.url("/rss.xml")),
+        ("feed", http_server.url("/sitemaps/news.xml")),
+    ]

@@ -1,6 +1,7 @@
 """Storage against a real PostgreSQL: migrations, sources, runs, articles, crawl log."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -152,3 +153,54 @@ def test_removed_segments_are_replaced(db_url: str) -> None:
         with conn.cursor() as cur:
             cur.execute("SELECT position, reason FROM removed_segments WHERE article_id = %s", (article_id,))
             assert cur.fetchall() == [(1, "title_repeat")]
+
+
+def write_migrations(sql_dir: Path, **files: str) -> None:
+    """Write migration files of our own (name -> SQL) into sql_dir."""
+    sql_dir.mkdir(exist_ok=True)
+    for name, body in files.items():
+        (sql_dir / f"{name}.sql").write_text(body, encoding="utf-8")
+
+
+def test_an_edited_applied_migration_is_refused_with_what_to_do(empty_db_url: str, tmp_path: Path) -> None:
+    sql = tmp_path / "sql"
+    write_migrations(sql, **{"001_kiosks": "CREATE TABLE IF NOT EXISTS kiosks (kiosk_id int);\n"})
+    with store.connect(empty_db_url) as conn:
+        assert store.migrate(conn, sql) == ["001_kiosks"]
+        write_migrations(
+            sql,
+            **{
+                "001_kiosks": "CREATE TABLE IF NOT EXISTS kiosks (kiosk_id int, city text);\n",
+                "002_papers": "CREATE TABLE IF NOT EXISTS papers (paper_id int);\n",
+            },
+        )
+        with pytest.raises(store.MigrationChanged) as refused:
+            store.migrate(conn, sql)
+        message = str(refused.value)
+        assert f"migration {sql / '001_kiosks.sql'} was changed after it was applied on 20" in message
+        assert "Restore the file as it was applied" in message and "add a new migration" in message
+        assert [m.state for m in store.migration_status(conn, sql)] == ["changed", "pending"]
+        with conn.cursor() as cur:  # nothing was applied, not even the pending migration
+            cur.execute("SELECT to_regclass('papers')")
+            assert cur.fetchone() == (None,)
+        write_migrations(sql, **{"001_kiosks": "CREATE TABLE IF NOT EXISTS kiosks (kiosk_id int);\r\n"})
+        assert store.migrate(conn, sql) == ["002_papers"]  # restored (a CRLF checkout reads the same)
+
+
+def test_migration_status_lists_applied_pending_and_missing(empty_db_url: str, tmp_path: Path) -> None:
+    sql = tmp_path / "sql"
+    write_migrations(sql, **{"001_a": "SELECT 1;", "002_b": "SELECT 2;"})
+    with store.connect(empty_db_url) as conn:
+        assert [m.state for m in store.migration_status(conn, sql)] == ["pending", "pending"]  # no table yet
+        store.migrate(conn, sql)
+        (sql / "002_b.sql").unlink()
+        write_migrations(sql, **{"003_c": "SELECT 3;"})
+        status = store.migration_status(conn, sql)
+    assert [(m.version, m.state) for m in status] == [("001_a", "applied"), ("002_b", "missing"), ("003_c", "pending")]
+    assert status[0].applied_at is not None and status[2].applied_at is None
+    assert status[0].to_dict() == {
+        "version": "001_a",
+        "state": "applied",
+        "applied_at": status[0].applied_at.astimezone(UTC).isoformat(),
+        "file": str(sql / "001_a.sql"),
+    }

@@ -6,64 +6,185 @@ import argparse
 import gzip
 import json
 import logging
+import os
 import sys
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 
 from newsdedup import pipeline, store
 from newsdedup.clean import clean_article, load_plain_text
-from newsdedup.config import ConfigError, Settings
+from newsdedup.config import ConfigError, RedactFilter, Settings, redact
 from newsdedup.dedup import cluster_jsonl
 from newsdedup.extract import ExtractionError, extract
 from newsdedup.fetch import Fetcher, FetchPolicy, decode_body
+from newsdedup.rebuild import params_from_json, rebuild
 from newsdedup.sources import load_sources
+
+# A reader that goes away (`... | head -1`) ends the program quietly with status 141, 128 + SIGPIPE,
+# as a shell reports for any program stopped by a closed pipe (`yes | head -1`).
+EXIT_BROKEN_PIPE = 141
+
+Handler = Callable[[argparse.Namespace], int]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; a closed stdout ends it quietly."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _run(argv: list[str] | None) -> int:
     """Parse arguments, run the command, turn known errors into a message and exit code 2."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as stop:  # --help and usage errors: main still flushes what they wrote
+        return int(stop.code or 0)
+    _setup_logging(args.verbose)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        raise
     except (ConfigError, ExtractionError, OSError) as exc:
-        print(f"newsdedup: error: {exc}", file=sys.stderr)
+        print(f"newsdedup: error: {redact(str(exc))}", file=sys.stderr)
         return 2
+
+
+def _reader_gone() -> int:
+    """Python's documented SIGPIPE recipe: point stdout at devnull so the exit-time flush stays silent."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
+def _setup_logging(verbose: bool) -> None:
+    """Log to stderr: newsdedup's warnings always, other libraries' records (and Python warnings) only with -v."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactFilter())
+    if not verbose:
+        # trafilatura's "discarding data: ..." and the like are about pages, not for the user to act on.
+        handler.addFilter(lambda record: record.name.partition(".")[0] == "newsdedup")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
+    logging.captureWarnings(True)
+
+
+def _command(
+    sub: argparse._SubParsersAction, name: str, summary: str, *examples: str, func: Handler | None = None
+) -> argparse.ArgumentParser:
+    """Add a sub-command whose --help ends with examples; it runs func (or has sub-commands of its own)."""
+    lines = "\n".join(f"  python -m newsdedup {example}" for example in examples)
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=f"example{'s' if len(examples) > 1 else ''}:\n{lines}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if func is not None:
+        parser.set_defaults(func=func)
+    return parser
 
 
 def _parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
-    parser = argparse.ArgumentParser(prog="newsdedup", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    parser = argparse.ArgumentParser(
+        prog="newsdedup",
+        description=__doc__,
+        epilog="examples:\n  python -m newsdedup db migrate\n  python -m newsdedup ingest\n"
+        "  python -m newsdedup -v report\n\nRun python -m newsdedup COMMAND --help for each command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and libraries' warnings")
     sub = parser.add_subparsers(required=True, metavar="command")
 
-    db = sub.add_parser("db", help="database schema").add_subparsers(required=True, metavar="action")
-    db.add_parser("migrate", help="apply pending migrations").set_defaults(func=_db_migrate)
+    db = _command(sub, "db", "database schema", "db migrate", "db status").add_subparsers(
+        required=True, metavar="action"
+    )
+    _command(db, "migrate", "apply pending migrations", "db migrate", func=_db_migrate)
+    status = _command(
+        db,
+        "status",
+        "list applied (with date) and pending migrations; exit status 1 unless all are applied unchanged",
+        "db status",
+        "db status --json | jq -r '.migrations[] | select(.state == \"pending\") | .version'",
+        func=_db_status,
+    )
+    status.add_argument("--json", action="store_true", help='print {"up_to_date": ..., "migrations": [...]}')
 
-    sources = sub.add_parser("sources", help="configured sources").add_subparsers(required=True, metavar="action")
-    sources.add_parser("sync", help="write the sources file to the database").set_defaults(func=_sources_sync)
-    sources.add_parser("check", help="validate the sources file").set_defaults(func=_sources_check)
+    sources = _command(sub, "sources", "configured sources", "sources check", "sources sync")
+    actions = sources.add_subparsers(required=True, metavar="action")
+    _command(actions, "sync", "write the sources file to the database", "sources sync", func=_sources_sync)
+    _command(actions, "check", "validate the sources file", "sources check | head -3", func=_sources_check)
 
-    ingest = sub.add_parser("ingest", help="one whole run without Airflow")
+    ingest = _command(sub, "ingest", "one whole run without Airflow", "ingest --no-progress > run.json", func=_ingest)
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ingest.set_defaults(func=_ingest)
 
-    ext = sub.add_parser("extract", help="print the article extracted from a saved page or a URL as JSON")
+    ext = _command(
+        sub,
+        "extract",
+        "print the article extracted from a saved page or a URL as JSON",
+        "extract page.html.gz --url https://example.com/news/1",
+        "extract https://example.com/news/1",
+        func=_extract,
+    )
     ext.add_argument("target", metavar="PATH_OR_URL")
     ext.add_argument("--url", help="the page's URL, for a saved page")
-    ext.set_defaults(func=_extract)
 
-    cln = sub.add_parser("clean", help="remove repeated segments from a text article or an HTML page")
+    cln = _command(
+        sub,
+        "clean",
+        "remove repeated segments from a text article or an HTML page",
+        "clean article.txt   # first line is the headline",
+        func=_clean,
+    )
     cln.add_argument("path", type=Path)
     cln.add_argument("--url", default="http://localhost/article", help="the page's URL, for HTML")
-    cln.set_defaults(func=_clean)
 
-    clu = sub.add_parser("cluster", help="deduplicate a JSONL corpus offline with the same engine")
+    clu = _command(
+        sub,
+        "cluster",
+        "deduplicate a JSONL corpus offline with the same engine",
+        "cluster --input articles.jsonl --output clusters.jsonl",
+        func=_cluster,
+    )
     clu.add_argument("--input", required=True, type=Path, help='JSONL lines {"id","title","text"}')
     clu.add_argument("--output", required=True, type=Path, help='JSONL lines {"id","cluster","canonical","similarity"}')
-    clu.set_defaults(func=_cluster)
 
-    sub.add_parser("stats", help="headline numbers of the database as JSON").set_defaults(func=_stats)
-    sub.add_parser("report", help="summary of the last run and of the database").set_defaults(func=_report)
+    dedup = _command(sub, "dedup", "story clustering state", "dedup rebuild").add_subparsers(
+        required=True, metavar="action"
+    )
+    reb = _command(
+        dedup,
+        "rebuild",
+        "recompute signatures, bands and stories from the stored texts, in batches; resumes after a kill",
+        "dedup rebuild",
+        "dedup rebuild --params '{\"seed\": 2}' --batch-size 200",
+        func=_dedup_rebuild,
+    )
+    reb.add_argument("--params", help="JSON object of DedupParams fields to change from the defaults")
+    reb.add_argument("--batch-size", type=int, default=500, help="articles per transaction (default 500)")
+    reb.add_argument("--max-batches", type=int, help="stop after this many batches (run again to go on)")
+    reb.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    reb.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    stats = _command(sub, "stats", "headline numbers of the database", "stats", "stats --json | jq .articles")
+    stats.set_defaults(func=_stats)
+    stats.add_argument("--json", action="store_true", help="print them as one JSON object")
+    report = _command(
+        sub,
+        "report",
+        "summary of the last run and of the database",
+        "report",
+        "report --json | jq .last_run.status",
+        func=_report,
+    )
+    report.add_argument("--json", action="store_true", help='print {"last_run": {...}, "database": {...}} as JSON')
     return parser
 
 
@@ -78,6 +199,23 @@ def _db_migrate(args: argparse.Namespace) -> int:
         applied = store.migrate(conn)
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'schema up to date'}")
     return 0
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    """Print every migration's state: applied (when), changed since applied, pending, or file missing."""
+    with store.connect(_settings().db_url) as conn:
+        status = store.migration_status(conn)
+    up_to_date = all(m.state == "applied" for m in status)
+    if args.json:
+        print(json.dumps({"up_to_date": up_to_date, "migrations": [m.to_dict() for m in status]}, indent=2))
+        return 0 if up_to_date else 1
+    for m in status:
+        when = f"{m.applied_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if m.applied_at else "-"
+        note = {"changed": "  (file changed since it was applied)", "missing": "  (file missing)"}.get(m.state, "")
+        print(f"{m.state:<8} {m.version:<28} {when}{note}")
+    counts = Counter(m.state for m in status)
+    print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    return 0 if up_to_date else 1
 
 
 def _sources_sync(args: argparse.Namespace) -> int:
@@ -152,18 +290,41 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dedup_rebuild(args: argparse.Namespace) -> int:
+    """Rebuild the dedup state from stored texts and print what this run did as JSON."""
+    show = sys.stderr.isatty() and not args.no_progress
+    report = rebuild(
+        _settings().db_url,
+        params_from_json(args.params),
+        batch_size=args.batch_size,
+        max_batches=args.max_batches,
+        restart=args.restart,
+        progress=lambda total: pipeline._progress_bar(show, total, "articles"),
+    )
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
 def _stats(args: argparse.Namespace) -> int:
     """Print headline numbers."""
     with store.connect(_settings().db_url) as conn:
-        print(json.dumps(store.stats(conn), default=str, indent=2))
+        totals = store.stats(conn)
+    if args.json:
+        print(json.dumps(totals, default=str, indent=2))
+    else:
+        for name, value in totals.items():
+            print(f"{name:<22} {value}")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    """Print a short human summary of the last run and the database."""
+    """Print a short human summary (or its numbers as JSON) of the last run and the database."""
     with store.connect(_settings().db_url) as conn:
         run = store.last_run(conn)
         totals = store.stats(conn)
+    if args.json:
+        print(json.dumps({"last_run": run, "database": totals}, default=str, indent=2))
+        return 0 if run is not None else 1
     if run is None:
         print("no runs yet: run `python -m newsdedup ingest` or the news_ingest DAG")
         return 1

@@ -2,27 +2,38 @@
 
 How a new article is assigned (`Deduplicator.assign` / `assign_batch`):
 
-1. Its normalised word 4-gram shingles are hashed to a sorted set of uint32 values; a MinHash
-   signature of that set (datasketch 2.0, affine32) gives LSH band keys (see `minhash`).
+1. Its normalised word 4-gram shingles give a MinHash signature (datasketch 2.0, affine32) and
+   LSH band keys; its word 2-gram shingle hashes (a sorted uint32 set) are what is stored and
+   verified (see `minhash`; scripts without spaces use characters as words).
 2. Stored articles sharing a band key are candidates (at most `max_candidates`, most shared
-   bands first). Each candidate is verified on the exact shingle-hash sets, with "common"
-   shingle hashes removed from both sides: hashes that at least `min_marks` articles have
-   shared with an article of another cluster (outlet templates, quoted background paragraphs,
-   stock phrases). If the new article
-   is almost entirely common shingles (fewer than `min_shared` informative ones), the full sets
-   are compared instead.
+   bands first). Each candidate is verified on the exact 2-gram hash sets after boilerplate is
+   taken out of each side: "common" hashes (ones that at least `min_marks` articles have shared
+   with an article of another cluster: stock phrases, quoted background paragraphs) and the
+   hashes learnt as boilerplate of that side's own source (below). If the new article is almost
+   entirely boilerplate (fewer than `min_shared` informative hashes), the full sets are compared.
 3. A candidate matches when the normalised texts are identical ('exact'), or the informative
-   Jaccard >= `threshold` ('minhash'), or the informative containment of the smaller set in the
-   larger >= `containment_threshold` with at least `min_shared` shared shingles ('containment').
-   The article joins the cluster of the best match (exact, then Jaccard, then containment,
-   then the higher score); with no match it starts a cluster whose id is its own id.
-   Clusters never merge: an article bridging two clusters joins the better match.
-4. Whenever verified candidates from other clusters do not match, the shingle hashes the new
-   article shares with them get one mark each (once per article). This is the incremental
-   document-frequency state: it grows only by cross-story overlaps (one counter per hash), so
-   it lives in one indexed table. Two marks are required by default because one near miss
-   between two variants of the same story (arriving before their original) would otherwise
-   mark that story's own text as boilerplate.
+   Jaccard >= `threshold` ('jaccard'), or the containment of the smaller informative set in the
+   larger >= `containment_threshold` ('containment'; `same_source_containment_threshold` between two
+   articles of one source, whose pages share its template), or, for a candidate of another (known) source
+   published within `rewrite_window_hours`, the Jaccard >= `rewrite_threshold` ('rewrite_jaccard')
+   or the containment >= `rewrite_containment_threshold` with Jaccard >= `rewrite_min_jaccard`
+   ('rewrite_containment', e.g. a rewrite against an excerpt of its story): an outlet's
+   rewrite of a wire story. All but 'exact' and 'jaccard' also need `min_shared` shared hashes.
+   The article joins the cluster of the best match (in that order, then the higher score); with
+   no match it starts a cluster whose id is its own id. Clusters never merge: an article
+   bridging two clusters joins the better match, and only a one-article cluster it also matched
+   joins it too (when that article does not become the canonical one), so a variant that came
+   before any copy it matches is not stranded. Every decision carries its evidence.
+4. Whenever an article starts a new story, the hashes it shares with verified, non-matching
+   candidates get one mark each (once per article): the cross-story document frequency. Two
+   marks are required by default because one near miss between two variants of the same story
+   (arriving before their original) would otherwise mark that story's own text; copies joining
+   a story do not mark, or every copy would mark again what a stranded variant shares with it.
+   When such a candidate comes from the article's own source, the shared hashes also get one
+   source mark for that source: a source's navigation block, teaser list or byline is learnt as
+   soon as two different stories of it have shown it (`min_source_marks`), incrementally, and
+   stops counting as evidence for that source's articles only. A story carried by many sources
+   is never one source's boilerplate: its copies are one cluster, and each source carries it once.
 
 Canonical article of a cluster: the earliest `published_at` (missing dates sort last; naive
 datetimes are taken as UTC), then the longest text, then the smallest id. A decision reports
@@ -41,7 +52,7 @@ import logging
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from os import PathLike
 from typing import Literal, Protocol
@@ -54,6 +65,7 @@ from newsdedup.minhash import (
     DedupParams,
     band_keys,
     estimate_jaccard,
+    shingle_hash_sequence,
     shingle_hashes,
     signer_for,
     tokens_of_normalized,
@@ -68,7 +80,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Method = Literal["new", "minhash", "containment", "exact"]
+Method = Literal["new", "exact", "jaccard", "containment", "rewrite_jaccard", "rewrite_containment"]
+# Later is better: a rewrite's evidence is weaker than a copy's.
+_METHOD_ORDER: tuple[Method, ...] = ("rewrite_containment", "rewrite_jaccard", "containment", "jaccard", "exact")
 
 _EMPTY = np.empty(0, dtype=np.uint32)
 _LATEST = datetime.max.replace(tzinfo=UTC)
@@ -95,9 +109,14 @@ def fingerprint_text(text: str, title: str, params: DedupParams, norm: str | Non
         text, norm = title or "", None
     norm = normalize_for_compare(text) if norm is None else norm
     signer = signer_for(params)
-    shingles = shingle_hashes(tokens_of_normalized(norm), params.shingle_k)
-    signature = signer.signature(shingles)
-    keys = signer.band_keys(signature) if len(shingles) else []
+    toks = tokens_of_normalized(norm)
+    signature = signer.signature(shingle_hashes(toks, params.shingle_k))
+    shingles = shingle_hashes(toks, params.verify_k)
+    keys = []
+    if len(shingles):
+        keys = signer.band_keys(signature)
+        if params.lead_bands and len(toks) > params.lead_words:
+            keys += signer.lead_keys(signer.signature(shingle_hashes(toks[: params.lead_words], params.shingle_k)))
     text_hash = _signed64(xxhash.xxh64_intdigest(norm.encode("utf-8")))
     return Fingerprint(params.version, shingles, signature, keys, text_hash, len(text))
 
@@ -127,6 +146,7 @@ class StoredDoc:
     text_hash: int
     length: int
     published_at: datetime | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,13 +177,14 @@ class Decision:
     replaced_canonical_id: int | None = None
     shared: int = 0
     candidates: int = 0
+    evidence: dict[str, object] = field(default_factory=dict, compare=False)
 
     @property
     def similarity(self) -> float:
         """The deciding score (1.0 for 'new' and 'exact')."""
-        if self.method == "minhash":
+        if self.method in ("jaccard", "rewrite_jaccard"):
             return float(self.jaccard or 0.0)
-        if self.method == "containment":
+        if self.method in ("containment", "rewrite_containment"):
             return float(self.containment or 0.0)
         return 1.0
 
@@ -176,7 +197,7 @@ class SignatureStore(Protocol):
     cluster_id bigint, params_version text, signature bytea, shingles bytea, text_hash bigint,
     length int, published_at timestamptz)`; `dedup_clusters(cluster_id bigint primary key,
     canonical_id bigint, canonical_published_at timestamptz, canonical_length int, size int)`;
-    `shingle_marks(hash integer primary key, marks int)`. uint32 arrays travel as
+    `shingle_marks(hash integer primary key, marks int)`; `source_marks(source, hash, marks)`. uint32 arrays travel as
     little-endian bytes (`arr.astype('<u4').tobytes()`); a uint32 hash fits `integer` as
     `np.int32` (`arr.view(np.int32)`), converted back with `.view(np.uint32)`.
     """
@@ -197,14 +218,21 @@ class SignatureStore(Protocol):
         """Mark counts of those `hashes` (uint32) that have any."""
         ...
 
+    def source_marks(self, hashes: Mapping[str, np.ndarray]) -> dict[str, dict[int, int]]:
+        """Per source: source-mark counts of those of its `hashes` (uint32) that have any."""
+        ...
+
     def add(
         self,
         docs: Sequence[StoredDoc],
         band_keys: Sequence[Sequence[BandKey]],
         clusters: Sequence[ClusterInfo],
         marks: Mapping[int, int],
+        source_marks: Mapping[str, Mapping[int, int]],
+        moved: Sequence[Decision] = (),
     ) -> None:
-        """In one transaction: insert docs with band keys, upsert clusters, add to mark counts."""
+        """In one transaction: insert docs with band keys, upsert clusters, add to mark counts,
+        move stored one-article stories into the cluster of their new decision (and drop their cluster)."""
         ...
 
 
@@ -217,6 +245,7 @@ class MemoryStore:
         self._bands: dict[BandKey, list[int]] = defaultdict(list)
         self._clusters: dict[int, ClusterInfo] = {}
         self._marks: dict[int, int] = {}
+        self._source_marks: dict[str, dict[int, int]] = defaultdict(dict)
 
     def __len__(self) -> int:
         """Number of stored articles."""
@@ -247,14 +276,24 @@ class MemoryStore:
         marked = self._marks
         return {h: marked[h] for h in np.unique(hashes).tolist() if h in marked}
 
+    def source_marks(self, hashes: Mapping[str, np.ndarray]) -> dict[str, dict[int, int]]:
+        """Per source: source-mark counts of those of its `hashes` that have any."""
+        out = {}
+        for source, values in hashes.items():
+            marked = self._source_marks.get(source, {})
+            out[source] = {h: marked[h] for h in np.unique(values).tolist() if h in marked}
+        return out
+
     def add(
         self,
         docs: Sequence[StoredDoc],
         band_keys: Sequence[Sequence[BandKey]],
         clusters: Sequence[ClusterInfo],
         marks: Mapping[int, int],
+        source_marks: Mapping[str, Mapping[int, int]],
+        moved: Sequence[Decision] = (),
     ) -> None:
-        """Insert docs and band keys, upsert clusters, add to mark counts."""
+        """Insert docs and band keys, upsert clusters, add to mark counts, move late joiners."""
         if len(docs) != len(band_keys):
             raise ValueError("one band-key list per doc is required")
         for doc in docs:
@@ -264,10 +303,17 @@ class MemoryStore:
             self._docs[doc.id] = doc
             for key in keys:
                 self._bands[key].append(doc.id)
+        for late in moved:
+            self._docs[late.doc_id] = replace(self._docs[late.doc_id], cluster_id=late.cluster_id)
+            self._clusters.pop(late.doc_id, None)
         for info in clusters:
             self._clusters[info.cluster_id] = info
         for h, n in marks.items():
             self._marks[h] = self._marks.get(h, 0) + n
+        for source, counts in source_marks.items():
+            mine = self._source_marks[source]
+            for h, n in counts.items():
+                mine[h] = mine.get(h, 0) + n
 
     def marked(self, min_marks: int = 1) -> int:
         """How many shingle hashes have at least `min_marks` marks."""
@@ -283,7 +329,7 @@ class _Prepared(Fingerprint):
 
 @dataclass(eq=False)
 class _Check:
-    """One verified candidate."""
+    """One verified candidate and the evidence its decision rests on."""
 
     stored: StoredDoc
     jaccard: float
@@ -291,12 +337,79 @@ class _Check:
     shared: int
     method: Method | None
     overlap: np.ndarray = field(default_factory=lambda: _EMPTY, repr=False)
+    same_source: bool = False
+    hours_apart: float | None = None
+    informative: tuple[int, int] = (0, 0)
+    threshold: float = 1.0
 
     @property
-    def rank(self) -> tuple[bool, bool, float, int, int]:
+    def rank(self) -> tuple[int, float, int, int]:
         """Sort key, larger is better."""
-        score = self.jaccard if self.method == "minhash" else self.containment
-        return (self.method == "exact", self.method == "minhash", score, self.shared, -self.stored.id)
+        score = self.containment if self.method in ("containment", "rewrite_containment") else self.jaccard
+        order = _METHOD_ORDER.index(self.method) if self.method else -1
+        return (order, score, self.shared, -self.stored.id)
+
+    def evidence(self, shingles: str) -> dict[str, object]:
+        """What was measured, for `duplicate_decisions.evidence`."""
+        return {
+            "shingles": shingles,
+            "candidate": self.stored.id,
+            "jaccard": round(self.jaccard, 4),
+            "containment": round(self.containment, 4),
+            "shared": self.shared,
+            "informative": list(self.informative),
+            "same_source": self.same_source,
+            "hours_apart": None if self.hours_apart is None else round(self.hours_apart, 1),
+        }
+
+
+class _Boilerplate:
+    """Hashes that are not evidence: common to many stories, or learnt per source; grows within a batch."""
+
+    def __init__(
+        self, params: DedupParams, counts: Mapping[int, int], source_counts: Mapping[str, Mapping[int, int]]
+    ) -> None:
+        """Start from the stored mark counts of the hashes that matter for this batch."""
+        self.params = params
+        self.counts = dict(counts)
+        self.common = np.array(sorted(h for h, n in counts.items() if n >= params.min_marks), dtype=np.uint32)
+        self.source_counts = {s: dict(c) for s, c in source_counts.items()}
+        self.by_source = {
+            s: np.array(sorted(h for h, n in c.items() if n >= params.min_source_marks), dtype=np.uint32)
+            for s, c in source_counts.items()
+        }
+
+    def of(self, source: str | None) -> np.ndarray:
+        """Sorted hashes that are not evidence for an article of `source`."""
+        learned = self.by_source.get(source) if source is not None else None
+        return self.common if learned is None or not len(learned) else np.union1d(self.common, learned)
+
+    def mark(self, hashes: list[int]) -> None:
+        """One more cross-story mark each."""
+        promoted = []
+        for h in hashes:
+            self.counts[h] = self.counts.get(h, 0) + 1
+            if self.counts[h] == self.params.min_marks:
+                promoted.append(h)
+        if promoted:
+            self.common = np.union1d(self.common, np.array(promoted, dtype=np.uint32))
+
+    def mark_source(self, source: str, hashes: list[int]) -> None:
+        """One more same-source, cross-story mark each."""
+        counts = self.source_counts.setdefault(source, {})
+        promoted = []
+        for h in hashes:
+            counts[h] = counts.get(h, 0) + 1
+            if counts[h] == self.params.min_source_marks:
+                promoted.append(h)
+        if promoted:
+            known = self.by_source.get(source, _EMPTY)
+            self.by_source[source] = np.union1d(known, np.array(promoted, dtype=np.uint32))
+
+
+def _without(values: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Sorted unique `values` not in sorted unique `excluded`."""
+    return values[~np.isin(values, excluded, assume_unique=True)] if len(excluded) else values
 
 
 def _as_utc(value: datetime | None) -> datetime:
@@ -323,6 +436,7 @@ class Deduplicator:
         """Use `params` for signatures and decisions, `store` for state."""
         self.params = params
         self.store = store
+        self.moved: list[Decision] = []  # stored articles the last batch moved into a story (see _gather)
 
     def fingerprint(self, doc: Doc) -> _Prepared:
         """Shingle hashes, signature, band keys and exact-text hash of an article (its own, if it brings one)."""
@@ -342,28 +456,21 @@ class Deduplicator:
         if len({d.id for d in docs}) != len(docs):
             raise ValueError("article ids must be unique within a batch")
         p = self.params
-        prepared = [self.fingerprint(d) for d in docs]
+        prepared = self._lead_past_boilerplate([self.fingerprint(d) for d in docs])
         remote = self.store.candidates([x.keys for x in prepared], p.max_candidates)
         wanted = set().union(*remote)
         known = {
             i: s for i, s in self.store.get(wanted).items() if s.params_version == p.version
         }
-        # Marks matter only where a candidate is verified: articles with a stored candidate or a band key
-        # shared within the batch (most new articles have neither), and the stored candidates themselves.
-        batch_keys = Counter(key for x in prepared for key in set(x.keys))
-        arrays = [
-            x.shingles for i, x in enumerate(prepared) if remote[i] or any(batch_keys[key] > 1 for key in x.keys)
-        ] + [s.shingles for s in known.values()]
-        counts = self.store.marks(np.unique(np.concatenate(arrays))) if arrays else {}
-        common = np.array(
-            sorted(h for h, n in counts.items() if n >= p.min_marks), dtype=np.uint32
-        )
+        boiler = self._boilerplate(prepared, remote, known)
         clusters = self.store.clusters({s.cluster_id for s in known.values()})
 
         local_bands: dict[BandKey, list[int]] = defaultdict(list)
         new_docs: list[StoredDoc] = []
         changed: dict[int, ClusterInfo] = {}
         new_marks: dict[int, int] = defaultdict(int)
+        new_source_marks: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        moved: dict[int, Decision] = {}
         decisions = []
         for i, item in enumerate(prepared):
             hits = dict(remote[i])
@@ -372,25 +479,16 @@ class Deduplicator:
                     hits[other] = hits.get(other, 0) + 1
             hits.pop(item.doc.id, None)
             ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))[: p.max_candidates]
-            checks = [self._verify(item, known[j], common) for j, _ in ranked if j in known]
+            checks = self._verify_all(item, [known[j] for j, _ in ranked if j in known], boiler)
             decision, cluster = self._decide(item, checks, clusters)
             decisions.append(decision)
             clusters[cluster.cluster_id] = changed[cluster.cluster_id] = cluster
-
-            overlaps = [
-                c.overlap
-                for c in checks
-                if c.method is None and c.stored.cluster_id != decision.cluster_id and len(c.overlap)
-            ]
-            if overlaps:
-                promoted = []
-                for h in np.unique(np.concatenate(overlaps)).tolist():
-                    new_marks[h] += 1
-                    counts[h] = counts.get(h, 0) + 1
-                    if counts[h] == p.min_marks:
-                        promoted.append(h)
-                if promoted:
-                    common = np.union1d(common, np.array(promoted, dtype=np.uint32))
+            for late in self._gather(item, decision, checks, clusters):
+                moved[late.doc_id] = late
+                changed.pop(late.doc_id, None)  # its own one-article cluster is gone
+                changed[late.cluster_id] = clusters[late.cluster_id]
+                known[late.doc_id] = replace(known[late.doc_id], cluster_id=late.cluster_id)
+            self._learn(item, decision, checks, boiler, new_marks, new_source_marks)
 
             stored = StoredDoc(
                 id=item.doc.id,
@@ -401,54 +499,203 @@ class Deduplicator:
                 text_hash=item.text_hash,
                 length=item.length,
                 published_at=item.doc.published_at,
+                source=item.doc.source,
             )
             new_docs.append(stored)
             known[stored.id] = stored
             for key in item.keys:
                 local_bands[key].append(stored.id)
 
-        self.store.add(new_docs, [x.keys for x in prepared], list(changed.values()), new_marks)
-        return decisions
-
-    def _verify(self, item: _Prepared, stored: StoredDoc, common: np.ndarray) -> _Check:
-        """Compare an article with one candidate on informative shingle hashes."""
-        p = self.params
-        a_all, b_all = item.shingles, stored.shingles
-        overlap = np.intersect1d(a_all, b_all, assume_unique=True)
-        if item.text_hash == stored.text_hash:
-            return _Check(stored, 1.0, 1.0, len(overlap), "exact", overlap)
-        a, b = a_all, b_all
-        if len(common):
-            a_inf = a_all[~np.isin(a_all, common, assume_unique=True)]
-            if len(a_inf) >= p.min_shared:
-                a, b = a_inf, b_all[~np.isin(b_all, common, assume_unique=True)]
-        shared = (
-            len(overlap) if a is a_all else len(np.intersect1d(a, b, assume_unique=True))
+        in_batch = {d.id for d in new_docs}
+        new_docs = [replace(d, cluster_id=moved[d.id].cluster_id) if d.id in moved else d for d in new_docs]
+        self.store.add(
+            new_docs, [x.keys for x in prepared], list(changed.values()), new_marks,
+            {s: dict(c) for s, c in new_source_marks.items()},
+            [d for i, d in moved.items() if i not in in_batch],
         )
+        self.moved = list(moved.values())
+        return [moved.get(d.doc_id, d) for d in decisions]
+
+    def _gather(
+        self, item: _Prepared, decision: Decision, checks: list[_Check], clusters: dict[int, ClusterInfo]
+    ) -> list[Decision]:
+        """One-article clusters the article also matched join its story (a variant that came before any copy).
+
+        Only where the late joiner does not become the story's canonical article, so every other
+        article's decision stays true as recorded.
+        """
+        if decision.method == "new":
+            return []
+        shingles = f"word-{self.params.verify_k}"
+        out = []
+        for c in sorted((c for c in checks if c.method is not None), key=lambda c: c.rank, reverse=True):
+            alone = clusters.get(c.stored.cluster_id)
+            target = clusters[decision.cluster_id]
+            if alone is None or alone.size != 1 or alone.cluster_id == target.cluster_id:
+                continue
+            theirs = canonical_key(target.canonical_published_at, target.canonical_length, target.canonical_id)
+            if canonical_key(c.stored.published_at, c.stored.length, c.stored.id) < theirs:
+                continue
+            clusters[target.cluster_id] = replace(target, size=target.size + 1)
+            del clusters[alone.cluster_id]
+            out.append(
+                Decision(
+                    doc_id=c.stored.id, cluster_id=target.cluster_id, canonical_id=target.canonical_id,
+                    matched_id=item.doc.id, jaccard=round(c.jaccard, 6), containment=round(c.containment, 6),
+                    method=c.method or "new", threshold=c.threshold, params_version=self.params.version,
+                    is_canonical=False, shared=c.shared, candidates=1,
+                    evidence=c.evidence(shingles) | {"candidate": item.doc.id, "joined_late": True},
+                )
+            )
+        return out
+
+    def _lead_past_boilerplate(self, prepared: list[_Prepared]) -> list[_Prepared]:
+        """Lead bands from the first tokens that are not the source's learnt boilerplate, where it has some.
+
+        A brief's raw lead may be its outlet's navigation block; once that block is learnt, its lead
+        bands come from the first `lead_words` tokens that do not start a boilerplate 2-gram.
+        """
+        p = self.params
+        per_source: dict[str, list[np.ndarray]] = defaultdict(list)
+        for x in prepared:
+            if x.doc.source is not None and len(x.keys) > p.bands:
+                per_source[x.doc.source].append(x.shingles)
+        if not per_source:
+            return prepared
+        counts = self.store.source_marks({s: np.unique(np.concatenate(a)) for s, a in per_source.items()})
+        learned = {
+            s: np.array(sorted(h for h, n in c.items() if n >= p.min_source_marks), dtype=np.uint32)
+            for s, c in counts.items()
+        }
+        signer = signer_for(p)
+        out = []
+        for x in prepared:
+            boiler = learned.get(x.doc.source or "")
+            if boiler is None or np.count_nonzero(np.isin(x.shingles, boiler, assume_unique=True)) < p.min_shared:
+                out.append(x)
+                continue
+            toks = tokens_of_normalized(normalize_for_compare(x.doc.text if x.doc.text.strip() else x.doc.title))
+            flags = np.isin(shingle_hash_sequence(toks, p.verify_k), boiler)
+            informative = [t for t, flag in zip(toks, flags.tolist(), strict=False) if not flag]
+            lead = signer.signature(shingle_hashes(informative[: p.lead_words], p.shingle_k))
+            out.append(replace(x, keys=x.keys[: p.bands] + signer.lead_keys(lead)))
+        return out
+
+    def _boilerplate(
+        self, prepared: list[_Prepared], remote: list[dict[int, int]], known: Mapping[int, StoredDoc]
+    ) -> _Boilerplate:
+        """Stored mark counts of the hashes that will be verified in this batch."""
+        # Marks matter only where a candidate is verified: articles with a stored candidate or a band key
+        # shared within the batch (most new articles have neither), and the stored candidates themselves.
+        batch_keys = Counter(key for x in prepared for key in set(x.keys))
+        involved = [
+            (x.doc.source, x.shingles)
+            for i, x in enumerate(prepared)
+            if remote[i] or any(batch_keys[key] > 1 for key in x.keys)
+        ] + [(s.source, s.shingles) for s in known.values()]
+        if not involved:
+            return _Boilerplate(self.params, {}, {})
+        counts = self.store.marks(np.unique(np.concatenate([h for _, h in involved])))
+        per_source: dict[str, list[np.ndarray]] = defaultdict(list)
+        for source, hashes in involved:
+            if source is not None:
+                per_source[source].append(hashes)
+        source_counts = self.store.source_marks({s: np.unique(np.concatenate(a)) for s, a in per_source.items()})
+        return _Boilerplate(self.params, counts, source_counts)
+
+    def _learn(
+        self,
+        item: _Prepared,
+        decision: Decision,
+        checks: list[_Check],
+        boiler: _Boilerplate,
+        new_marks: dict[int, int],
+        new_source_marks: dict[str, dict[int, int]],
+    ) -> None:
+        """Mark what the article shares with candidates of other stories (per source, too, for its own)."""
+        misses = [
+            c for c in checks if c.method is None and c.stored.cluster_id != decision.cluster_id and len(c.overlap)
+        ]
+        if not misses:
+            return
+        if decision.method == "new":
+            # Only a new story marks: copies of a story that an earlier copy stranded in another cluster
+            # (a brief before its outlet's block is learnt) would otherwise mark their own lead as common.
+            shared = np.unique(np.concatenate([c.overlap for c in misses])).tolist()
+            for h in shared:
+                new_marks[h] += 1
+            boiler.mark(shared)
+        source = item.doc.source
+        own = [c.overlap for c in misses if c.same_source]
+        if source is not None and own:
+            hashes = np.unique(np.concatenate(own)).tolist()
+            for h in hashes:
+                new_source_marks[source][h] += 1
+            boiler.mark_source(source, hashes)
+
+    def _verify_all(self, item: _Prepared, stored: list[StoredDoc], boiler: _Boilerplate) -> list[_Check]:
+        """Verify an article against its candidates; its own boilerplate is looked up once."""
+        p = self.params
+        mine = _without(item.shingles, boiler.of(item.doc.source))
+        if len(mine) < p.min_shared:
+            mine = item.shingles  # (almost) nothing but boilerplate: compare what there is
+        return [self._verify(item, mine, s, boiler) for s in stored]
+
+    def _verify(self, item: _Prepared, a: np.ndarray, stored: StoredDoc, boiler: _Boilerplate) -> _Check:
+        """Compare an article (its informative hashes `a`) with one candidate."""
+        p = self.params
+        overlap = np.intersect1d(item.shingles, stored.shingles, assume_unique=True)
+        source = item.doc.source
+        same_source = source is not None and source == stored.source
+        # A rewrite comes from another outlet: with a source unknown, a shared template could pass for one.
+        other_source = source is not None and stored.source is not None and not same_source
+        hours = None
+        if item.doc.published_at is not None and stored.published_at is not None:
+            hours = abs((_as_utc(item.doc.published_at) - _as_utc(stored.published_at)).total_seconds()) / 3600
+        if item.text_hash == stored.text_hash:
+            n = len(overlap)
+            return _Check(stored, 1.0, 1.0, n, "exact", overlap, same_source, hours, (n, n))
+        b = stored.shingles if a is item.shingles else _without(stored.shingles, boiler.of(stored.source))
+        shared = len(np.intersect1d(a, b, assume_unique=True))
         union = len(a) + len(b) - shared
         jaccard = shared / union if union else 0.0
         smaller = min(len(a), len(b))
         containment = shared / smaller if smaller else 0.0
+        # Pages of one source share its template: containment within a source must be near-total.
+        contained = p.same_source_containment_threshold if same_source else p.containment_threshold
         method: Method | None = None
+        threshold = p.threshold
         if jaccard >= p.threshold:
-            method = "minhash"
-        elif containment >= p.containment_threshold and shared >= p.min_shared:
-            method = "containment"
-        return _Check(stored, jaccard, containment, shared, method, overlap)
+            method = "jaccard"
+        elif shared < p.min_shared:
+            method = None
+        elif containment >= contained:
+            method, threshold = "containment", contained
+        elif other_source and (hours is None or hours <= p.rewrite_window_hours):
+            if jaccard >= p.rewrite_threshold:
+                method, threshold = "rewrite_jaccard", p.rewrite_threshold
+            elif containment >= p.rewrite_containment_threshold and jaccard >= p.rewrite_min_jaccard:
+                method, threshold = "rewrite_containment", p.rewrite_containment_threshold
+        return _Check(
+            stored, jaccard, containment, shared, method, overlap, same_source, hours, (len(a), len(b)), threshold
+        )
 
     def _decide(
         self, item: _Prepared, checks: list[_Check], clusters: dict[int, ClusterInfo]
     ) -> tuple[Decision, ClusterInfo]:
         """Pick the best verified match (or none) and update the cluster's canonical."""
         p, doc = self.params, item.doc
+        shingles = f"word-{p.verify_k}"
         passing = [c for c in checks if c.method is not None]
         mine = canonical_key(doc.published_at, item.length, doc.id)
         if not passing:
+            nearest = max(checks, key=lambda c: (c.jaccard, c.containment, -c.stored.id), default=None)
             cluster = ClusterInfo(doc.id, doc.id, doc.published_at, item.length, 1)
             decision = Decision(
                 doc_id=doc.id, cluster_id=doc.id, canonical_id=doc.id, matched_id=None,
                 jaccard=None, containment=None, method="new", threshold=p.threshold,
                 params_version=p.version, is_canonical=True, candidates=len(checks),
+                evidence={"shingles": shingles, "nearest": nearest.evidence(shingles) if nearest else None},
             )
             return decision, cluster
         best = max(passing, key=lambda c: c.rank)
@@ -473,12 +720,13 @@ class Deduplicator:
             jaccard=round(best.jaccard, 6),
             containment=round(best.containment, 6),
             method=method,
-            threshold=p.containment_threshold if method == "containment" else p.threshold,
+            threshold=best.threshold,
             params_version=p.version,
             is_canonical=wins,
             replaced_canonical_id=old.canonical_id if wins else None,
             shared=best.shared,
             candidates=len(checks),
+            evidence=best.evidence(shingles),
         )
         return decision, cluster
 
@@ -529,10 +777,18 @@ def cluster_jsonl(
         tempfile.TemporaryFile("w+", encoding="utf-8") as tmp,
     ):
 
+        late: dict[int, Decision] = {}
+
         def flush(batch: list[Doc]) -> None:
             for decision in dedup.assign_batch(batch):
                 counts[decision.method] += 1
                 tmp.write(f"{decision.doc_id}\t{decision.cluster_id}\t{decision.similarity:.4f}\n")
+            ids = {d.id for d in batch}
+            for d in dedup.moved:
+                late[d.doc_id] = d
+                if d.doc_id not in ids:  # counted as a new story in an earlier batch
+                    counts["new"] -= 1
+                    counts[d.method] += 1
             batch.clear()
 
         batch: list[Doc] = []
@@ -565,19 +821,25 @@ def cluster_jsonl(
         flush(batch)
         del index
 
+        def final(line: str) -> tuple[int, int, float]:
+            doc_id, cluster_id, similarity = line.rstrip("\n").split("\t")
+            moved = late.get(int(doc_id))
+            if moved is not None:
+                return moved.doc_id, moved.cluster_id, moved.similarity
+            return int(doc_id), int(cluster_id), float(similarity)
+
         tmp.seek(0)
-        cluster_ids = {int(line.split("\t", 2)[1]) for line in tmp}
+        cluster_ids = {final(line)[1] for line in tmp}
         infos = store.clusters(cluster_ids)
         tmp.seek(0)
         with open(output_path, "w", encoding="utf-8") as fout:
             for line in tmp:
-                doc_id, cluster_id, similarity = line.rstrip("\n").split("\t")
-                cluster = int(cluster_id)
+                doc_id, cluster, similarity = final(line)
                 out = {
-                    "id": original_ids[int(doc_id)],
+                    "id": original_ids[doc_id],
                     "cluster": original_ids[cluster],
                     "canonical": original_ids[infos[cluster].canonical_id],
-                    "similarity": float(similarity),
+                    "similarity": similarity,
                 }
                 fout.write(json.dumps(out, ensure_ascii=False) + "\n")
     counts["docs"] = len(original_ids)

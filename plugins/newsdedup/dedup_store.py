@@ -1,4 +1,7 @@
-"""The dedup engine's state in PostgreSQL: signatures, the LSH band index, clusters, common shingles."""
+"""The dedup engine's state in PostgreSQL: signatures, the LSH band index, clusters, learnt boilerplate.
+
+A source key here is `str(articles.source_id)`: per-source boilerplate lives in `source_boilerplate`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import io
 import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import psycopg2.extras
@@ -82,7 +86,7 @@ class PgSignatureStore:
         with self.conn.cursor() as cur:
             cur.execute(
                 "SELECT s.article_id, a.cluster_id, s.params_version, s.signature, s.shingles, "
-                "s.text_hash, s.length, s.published_at "
+                "s.text_hash, s.length, s.published_at, a.source_id::text "
                 "FROM article_signatures s JOIN articles a USING (article_id) "
                 "WHERE s.article_id = ANY(%s) AND a.cluster_id IS NOT NULL",
                 (list(ids),),
@@ -115,14 +119,40 @@ class PgSignatureStore:
             )
             return {h & 0xFFFFFFFF: marks for h, marks in cur.fetchall()}
 
+    def source_marks(self, hashes: Mapping[str, np.ndarray]) -> dict[str, dict[int, int]]:
+        """Per source: `source_boilerplate` marks of those of its hashes that have any, in one query."""
+        sources, values = [], []
+        for source, found in hashes.items():
+            sources.extend([int(source)] * len(found))
+            values.append(np.asarray(found, dtype=np.uint32))
+        out: dict[str, dict[int, int]] = {source: {} for source in hashes}
+        if not sources:
+            return out
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT b.source_id, b.shingle_hash, b.marks "
+                "FROM unnest(%s::int[], %s::int[]) AS q(source_id, shingle_hash) "
+                "JOIN source_boilerplate b USING (source_id, shingle_hash)",
+                (_array_literal(sources), _int32(np.concatenate(values))),
+            )
+            for source_id, h, marks in cur.fetchall():
+                out[str(source_id)][h & 0xFFFFFFFF] = marks
+        return out
+
     def add(
         self,
         docs: Sequence[StoredDoc],
         band_keys: Sequence[Sequence[BandKey]],
         clusters: Sequence[ClusterInfo],
         marks: Mapping[int, int],
+        source_marks: Mapping[str, Mapping[int, int]],
+        moved: Sequence[Decision] = (),
     ) -> None:
-        """Insert signatures and band keys, upsert clusters, add shingle marks; cluster_id on articles."""
+        """Insert signatures and band keys, upsert clusters, add shingle marks; cluster_id on articles.
+
+        `moved` stored articles leave their one-article story for another: their article row and
+        decision row follow, and the emptied story row goes.
+        """
         with self.conn.cursor() as cur:
             psycopg2.extras.execute_values(
                 cur,
@@ -168,6 +198,8 @@ class PgSignatureStore:
                 "WHERE a.article_id = v.article_id",
                 ([d.id for d in docs], [d.cluster_id for d in docs]),
             )
+            if moved:
+                self._move(cur, moved)
             if marks:
                 hashes = np.fromiter(marks.keys(), dtype=np.uint32, count=len(marks))
                 cur.execute(
@@ -176,6 +208,48 @@ class PgSignatureStore:
                     "ON CONFLICT (shingle_hash) DO UPDATE SET marks = common_shingles.marks + EXCLUDED.marks",
                     (_int32(hashes), list(marks.values())),
                 )
+            rows = [(int(source), h, n) for source, counts in source_marks.items() for h, n in counts.items()]
+            if rows:
+                cur.execute(
+                    "INSERT INTO source_boilerplate (source_id, shingle_hash, marks) "
+                    "SELECT * FROM unnest(%s::int[], %s::int[], %s::int[]) "
+                    "ON CONFLICT (source_id, shingle_hash) DO UPDATE "
+                    "SET marks = source_boilerplate.marks + EXCLUDED.marks, last_marked_at = now()",
+                    (
+                        _array_literal(r[0] for r in rows),
+                        _int32(np.array([r[1] for r in rows], dtype=np.uint32)),
+                        _array_literal(r[2] for r in rows),
+                    ),
+                )
+
+
+    @staticmethod
+    def _move(cur: psycopg2.extensions.cursor, moved: Sequence[Decision]) -> None:
+        """Re-point late joiners' article and decision rows, then drop their emptied story rows."""
+        cur.execute(
+            "UPDATE articles a SET cluster_id = v.cluster_id "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(article_id, cluster_id) WHERE a.article_id = v.article_id",
+            ([d.doc_id for d in moved], [d.cluster_id for d in moved]),
+        )
+        psycopg2.extras.execute_values(
+            cur,
+            "UPDATE duplicate_decisions d SET cluster_id = v.cluster_id, matched_article_id = v.matched, "
+            "method = v.method, similarity = v.similarity, jaccard = v.jaccard, containment = v.containment, "
+            "threshold = v.threshold, shared_shingles = v.shared, evidence = v.evidence, decided_at = now() "
+            "FROM (VALUES %s) AS v(article_id, cluster_id, matched, method, similarity, jaccard, containment, "
+            "threshold, shared, evidence) WHERE d.article_id = v.article_id",
+            [
+                (
+                    d.doc_id, d.cluster_id, d.matched_id, d.method, d.similarity, d.jaccard, d.containment,
+                    d.threshold, d.shared, json.dumps(d.evidence),
+                )
+                for d in moved
+            ],
+            template="(%s::bigint, %s::bigint, %s::bigint, %s, %s::real, %s::real, %s::real, %s::real, %s::int, "
+            "%s::jsonb)",
+        )
+        # A one-article story's id is its article's id.
+        cur.execute("DELETE FROM story_clusters WHERE cluster_id = ANY(%s)", ([d.doc_id for d in moved],))
 
 
 def assign_clusters(conn: Connection, docs: Sequence[Doc], params: DedupParams | None = None) -> list[Decision]:
@@ -190,12 +264,18 @@ def assign_clusters(conn: Connection, docs: Sequence[Doc], params: DedupParams |
             "INSERT INTO dedup_params (params_version, params) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             (params.version, json.dumps(params.to_dict())),
         )
+        cur.execute(
+            "SELECT article_id, source_id::text FROM articles WHERE article_id = ANY(%s)", ([d.id for d in docs],)
+        )
+        sources = dict(cur.fetchall())
+    # Boilerplate is learnt per stored source row, whatever name the caller gave the source.
+    docs = [replace(d, source=sources.get(d.id)) for d in docs]
     decisions = Deduplicator(params, PgSignatureStore(conn)).assign_batch(docs)
     with conn.cursor() as cur:
         psycopg2.extras.execute_values(
             cur,
             "INSERT INTO duplicate_decisions (article_id, cluster_id, matched_article_id, method, similarity, "
-            "jaccard, containment, threshold, shared_shingles, candidates, params_version) VALUES %s "
+            "jaccard, containment, threshold, shared_shingles, candidates, params_version, evidence) VALUES %s "
             "ON CONFLICT (article_id) DO NOTHING",
             [
                 (
@@ -210,6 +290,7 @@ def assign_clusters(conn: Connection, docs: Sequence[Doc], params: DedupParams |
                     d.shared,
                     d.candidates,
                     d.params_version,
+                    json.dumps(d.evidence),
                 )
                 for d in decisions
             ],
@@ -222,13 +303,16 @@ def assign_clusters(conn: Connection, docs: Sequence[Doc], params: DedupParams |
                 cur,
                 "UPDATE duplicate_decisions d SET matched_article_id = v.matched, method = v.method, "
                 "similarity = v.similarity, jaccard = v.jaccard, containment = v.containment, "
-                "threshold = v.threshold, decided_at = now() "
-                "FROM (VALUES %s) AS v(article_id, matched, method, similarity, jaccard, containment, threshold) "
-                "WHERE d.article_id = v.article_id AND d.method = 'new'",
+                "threshold = v.threshold, evidence = v.evidence, decided_at = now() "
+                "FROM (VALUES %s) AS v(article_id, matched, method, similarity, jaccard, containment, threshold, "
+                "evidence) WHERE d.article_id = v.article_id AND d.method = 'new'",
                 [
-                    (d.replaced_canonical_id, d.doc_id, d.method, d.similarity, d.jaccard, d.containment, d.threshold)
+                    (
+                        d.replaced_canonical_id, d.doc_id, d.method, d.similarity, d.jaccard, d.containment,
+                        d.threshold, json.dumps(d.evidence | {"displaced_by": d.doc_id}),
+                    )
                     for d in displaced
                 ],
-                template="(%s::bigint, %s::bigint, %s, %s::real, %s::real, %s::real, %s::real)",
+                template="(%s::bigint, %s::bigint, %s, %s::real, %s::real, %s::real, %s::real, %s::jsonb)",
             )
     return decisions

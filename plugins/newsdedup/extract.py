@@ -4,47 +4,52 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import unicodedata
 from collections.abc import Iterator
 from copy import copy
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
-from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 import py3langid
 import trafilatura
 from bs4 import BeautifulSoup
-from htmldate import find_date
 from lxml.html import HtmlElement
-from trafilatura.json_metadata import extract_json, extract_json_parse_error, normalize_json
-from trafilatura.metadata import JSON_MINIFY, examine_meta, extract_metainfo, extract_title, normalize_authors
-from trafilatura.settings import Document, Extractor, set_date_params
+from trafilatura.settings import Extractor
 from trafilatura.utils import load_html
-from trafilatura.xpaths import AUTHOR_XPATHS
 
-from newsdedup.urls import canonicalize
+from newsdedup.metadata import PageMetadata, read_metadata, searched_date
+from newsdedup.metadata import parse_datetime as parse_datetime  # re-exported: feeds parse dates with it
 
 log = logging.getLogger(__name__)
 
-# Meta tags that carry the publication time, in order of trust.
-_DATE_META = (
-    ("property", "article:published_time"),
-    ("name", "article:published_time"),
-    ("itemprop", "datepublished"),
-    ("name", "pubdate"),
-    ("name", "date"),
-    ("property", "og:updated_time"),
-)
-_AUTHOR_META = (("name", "author"), ("property", "article:author"), ("name", "byl"))
 # Built once: trafilatura's option object costs as much to build per page as a small extraction step.
-# fast=True skips the readability/justext comparison: on the 181 real pages of the extraction benchmark
-# it scored a token F1 of 0.956 against 0.954 with it, and takes about 20 % less time.
-_OPTIONS = Extractor(output_format="python", fast=True, comments=False, tables=False, with_metadata=False)
+# The fast pass skips trafilatura's readability/justext comparison, which costs a third more time and
+# loses on some pages (bench/extract_quality.py); the full pass runs only where the fast text is suspect.
+_FAST = Extractor(output_format="python", fast=True, comments=False, tables=True, with_metadata=False)
+_FULL = Extractor(output_format="python", fast=False, comments=False, tables=True, with_metadata=False)
+# A fast text is suspect (and the full pass runs) when it holds under this share of the page's main text
+# estimate or of its JSON-LD articleBody, or when lines of fewer than _SHORT_LINE_WORDS words (menus)
+# carry more than _MENU_SHARE of it.
+_TRUNCATED_SHARE = 0.5
+_SHORT_LINE_WORDS = 6
+_MENU_SHARE = 0.5
+_BLOCK_PARAGRAPH_CHARS = 60  # shorter paragraphs (captions, bylines) do not count toward the main text
 _LANGID_CHARS = 5000
 _JUNK_CATEGORIES = frozenset({"So", "Co", "Cn", "Cs", "Cc"})
 _OTHER, _JUNK, _UPPER, _LOWER = range(4)  # character classes counted by garbage_reason
+
+
+# What a script-rendered page shows without JavaScript ("You need to enable JavaScript to run this app."):
+# a text this short that says so is the notice, not an article.
+_SCRIPT_NOTICE = re.compile(
+    r"\b(enable|activate|turn on|aktivieren|etkinleştir\w*|activer|activa\w*)\b.{0,40}javascript"
+    r"|javascript\b.{0,40}\b(required|disabled|is off|deaktiviert|aktivieren|gerekli|kapalı|etkinleştir\w*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_SCRIPT_NOTICE_CHARS = 300
 
 
 class ExtractionError(ValueError):
@@ -63,11 +68,15 @@ class ExtractedArticle:
     published_at: datetime | None
     language: str | None
     method: str
+    raw_title: str | None = None
+    modified_at: datetime | None = None
+    date_issue: str | None = None
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""
         data = asdict(self)
-        data["published_at"] = self.published_at.isoformat() if self.published_at else None
+        for key in ("published_at", "modified_at"):
+            data[key] = data[key].isoformat() if data[key] else None
         return data
 
 
@@ -83,12 +92,7 @@ class ReadPage:
     html: str
     url: str
     tree: HtmlElement = field(repr=False)
-    meta: _PageMeta = field(repr=False)
-    canonical_url: str
-    published_at: datetime | None
-    declared_language: str | None
-    title: str  # by trafilatura's metadata rules, "" when they find none
-    author: str | None
+    meta: PageMetadata
 
 
 def read_page(html: str, url: str) -> ReadPage:
@@ -101,100 +105,126 @@ def read_page(html: str, url: str) -> ReadPage:
     tree = load_html(html)
     if tree is None:
         raise ExtractionError("the page could not be parsed as HTML")
-    meta = _PageMeta(tree)
-    # trafilatura's own metadata step (with_metadata=True) cost more than the text extraction: its
-    # title and author rules are used here without the date search (htmldate, only as a fallback),
-    # the site name, categories, tags and licence look-ups.
-    title, author = _trafilatura_title_author(tree)
-    return ReadPage(html, url, tree, meta, _canonical(meta, url), meta.published(), meta.language(), title, author)
+    return ReadPage(html, url, tree, read_metadata(tree, url))
 
 
 def extract_text(page: ReadPage, *, language_hint: str | None = None) -> ExtractedArticle:
     """The article of a read page: its text by trafilatura (BeautifulSoup when it finds none), then the rest."""
-    options = copy(_OPTIONS)
-    options.url = options.source = page.url
-    doc = trafilatura.bare_extraction(page.tree, url=page.url, options=options)
-    text = ((doc.text if doc is not None else None) or "").strip()
-    title = page.title
-    method = "trafilatura"
-    if not text:
-        text = _soup_text(page.html)
-        method = "beautifulsoup"
-    if not title:
-        title = page.meta.title()
-        method = "trafilatura+lxml-title" if method == "trafilatura" else method
+    text, method = _article_text(page)
     if not text:
         raise ExtractionError("no article text found")
     garbage = garbage_reason(text)
     if garbage:
         raise ExtractionError(f"the text is not an article: {garbage}")
-    if not title:
-        title = text.split("\n", 1)[0][:200]
+    if len(text) < _SCRIPT_NOTICE_CHARS and _SCRIPT_NOTICE.search(text):
+        raise ExtractionError(f"the page needs JavaScript, its text is a notice: {text[:120]!r}")
+    meta = page.meta
+    title = meta.title or text.split("\n", 1)[0][:200]
     return ExtractedArticle(
         url=page.url,
-        canonical_url=page.canonical_url,
+        canonical_url=meta.canonical_url,
         title=" ".join(title.split()),
         text=text,
-        author=page.author or _normalized_author(page.meta.author()),
-        published_at=page.published_at or _searched_date(page.tree, page.url),
-        language=_language(page.declared_language, text, language_hint),
+        author=meta.author,
+        # htmldate's search runs after trafilatura's pass: it may prune the tree.
+        published_at=meta.published_at or searched_date(page.tree, page.url),
+        language=_language(meta.declared_language, text, language_hint),
         method=method,
+        raw_title=meta.raw_title,
+        modified_at=meta.modified_at,
+        date_issue=meta.date_issue,
     )
 
 
-def _trafilatura_title_author(tree: HtmlElement) -> tuple[str, str | None]:
-    """Title and author by trafilatura's meta-tag, JSON-LD and markup rules (read-only on the tree)."""
-    try:
-        meta = examine_meta(tree)
-        if meta.author and " " not in meta.author:
-            meta.author = None  # a single token is a handle or a site name, as trafilatura judges it
-        meta = _meta_json(tree, meta)
-        title = meta.title or extract_title(tree) or ""
-        author = meta.author
-        if not author:
-            # Only the specific byline rule: the generic ones scan every element and cost 5 ms a page.
-            found = extract_metainfo(tree, AUTHOR_XPATHS[:1], len_limit=120)
-            author = normalize_authors(None, found) if found else None
-    except Exception:  # noqa: BLE001 - metadata is best effort; the page's own look-ups remain
-        log.debug("trafilatura metadata failed", exc_info=True)
-        return "", None
-    return (title or "").strip(), (author or "").strip() or None
+def _article_text(page: ReadPage) -> tuple[str, str]:
+    """The page's article text and the path that produced it.
 
-
-def _meta_json(tree: HtmlElement, meta: Document) -> Document:
-    """trafilatura's extract_meta_json without its minifying regex, which costs more than the rest of it.
-
-    Whitespace outside JSON strings does not change what json.loads returns, so the script text is
-    normalised as trafilatura normalises the minified one and parsed; broken JSON takes trafilatura's path.
+    trafilatura's fast pass; its full pass where the fast text is suspect (empty, a menu, or much shorter
+    than the page's main text), kept when it is better; BeautifulSoup where trafilatura finds nothing.
     """
-    for elem in tree.xpath('.//script[@type="application/ld+json" or @type="application/settings+json"]'):
-        if not elem.text:
-            continue
+    text, method = _trafilatura_text(page, _FAST), "trafilatura"
+    expected = _expected_chars(page.tree)
+    if _suspicion(text, expected):
+        full = _trafilatura_text(page, _FULL)
+        if _full_is_better(full, text, expected):
+            text, method = full, "trafilatura-full"
+    if not text:
+        return _soup_text(page.html), "beautifulsoup"
+    return text, method
+
+
+def _trafilatura_text(page: ReadPage, base: Extractor) -> str:
+    """trafilatura's text of the page with the given options ("" when it finds none)."""
+    options = copy(base)
+    options.url = options.source = page.url
+    doc = trafilatura.bare_extraction(page.tree, url=page.url, options=options)  # works on a copy of the tree
+    return ((doc.text if doc is not None else None) or "").strip()
+
+
+def _suspicion(text: str, expected: int) -> str | None:
+    """Why an extracted text looks like a failed extraction (None when it looks like a whole article)."""
+    if not text:
+        return "empty"
+    lines = [line for line in text.splitlines() if line.strip()]
+    menu = sum(len(line) for line in lines if len(line.split()) < _SHORT_LINE_WORDS)
+    if menu > _MENU_SHARE * sum(map(len, lines)):
+        return "menu"
+    if len(text) < _TRUNCATED_SHARE * expected:
+        return "truncated"
+    return None
+
+
+def _full_is_better(full: str, fast: str, expected: int) -> bool:
+    """Whether the full pass's text replaces a suspect fast one: it is not suspect, or longer and no menu."""
+    if not full:
+        return False
+    suspicion = _suspicion(full, expected)
+    return suspicion is None or (suspicion != "menu" and len(full) > len(fast))
+
+
+def _expected_chars(tree: HtmlElement) -> int:
+    """A cheap estimate of the article's length: its JSON-LD articleBody, else the page's main paragraphs."""
+    return max(_json_ld_body_chars(tree), _main_block_chars(tree))
+
+
+def _main_block_chars(tree: HtmlElement) -> int:
+    """Characters in the paragraphs of the element holding the most paragraph text (the main column)."""
+    by_parent: dict[HtmlElement, int] = {}
+    for paragraph in tree.iter("p"):
+        chars = len(paragraph.text_content())  # unnormalised: half the cost, the same pages suspect on AEB
+        parent = paragraph.getparent()
+        if chars >= _BLOCK_PARAGRAPH_CHARS and parent is not None:
+            by_parent[parent] = by_parent.get(parent, 0) + chars
+    return max(by_parent.values(), default=0)
+
+
+def _json_ld_body_chars(tree: HtmlElement) -> int:
+    """Length of the longest JSON-LD articleBody of the page (0 when it has none)."""
+    longest = 0
+    for script in tree.iter("script"):  # half the cost of the XPath look-up
+        raw = script.text or ""
+        if script.get("type") != "application/ld+json" or '"articleBody"' not in raw:
+            continue  # most pages: no JSON parse at all
         try:
-            meta = extract_json(json.loads(normalize_json(elem.text), strict=False), meta)
-        except json.JSONDecodeError:
-            meta = extract_json_parse_error(normalize_json(JSON_MINIFY.sub(r"\1", elem.text)), meta)
-    return meta
+            data = json.loads(raw)
+        except (json.JSONDecodeError, TypeError):
+            continue
+        longest = max(longest, *map(len, _article_bodies(data)), 0)
+    return longest
 
 
-def _normalized_author(raw: str | None) -> str | None:
-    """A byline from meta tags or JSON-LD in trafilatura's form ("By A and B, Agency" -> "A; B; Agency")."""
-    if not raw or raw.startswith(("http://", "https://")):
-        return None
-    try:
-        return normalize_authors(None, raw) or raw
-    except Exception:  # noqa: BLE001 - keep the raw byline
-        return raw
-
-
-def _searched_date(tree: HtmlElement, url: str) -> datetime | None:
-    """Publication date found by htmldate's search of the page, when meta tags have none."""
-    try:
-        found = find_date(tree, url=url, **set_date_params(True))  # max_date: today, per call
-    except Exception:  # noqa: BLE001 - a date is best effort
-        log.debug("htmldate failed", exc_info=True)
-        return None
-    return parse_datetime(found) if found else None
+def _article_bodies(data: object) -> Iterator[str]:
+    """Every articleBody string in a JSON-LD value, at any depth."""
+    if isinstance(data, dict):
+        body = data.get("articleBody")
+        if isinstance(body, str):
+            yield " ".join(body.split())
+        for value in data.values():
+            if isinstance(value, dict | list):
+                yield from _article_bodies(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _article_bodies(item)
 
 
 def garbage_reason(text: str, sample: int = 4000) -> str | None:
@@ -260,121 +290,6 @@ def _char_class(char: str) -> int:
     return _UPPER if category == "Lu" else _LOWER if category == "Ll" else _OTHER
 
 
-class _PageMeta:
-    """Metadata look-ups on a parsed page: meta tags, links, JSON-LD, <time>."""
-
-    def __init__(self, tree: HtmlElement) -> None:
-        """Index the page's meta tags once."""
-        self.tree = tree
-        self.meta: dict[tuple[str, str], str] = {}
-        for node in tree.iter("meta"):
-            content = (node.get("content") or "").strip()
-            if not content:
-                continue
-            for attr in ("name", "property", "itemprop", "http-equiv"):
-                key = (node.get(attr) or "").strip().lower()
-                if key:
-                    self.meta.setdefault((attr, key), content)
-        self._ld: list[dict] | None = None
-
-    def first(self, pairs: tuple[tuple[str, str], ...]) -> str | None:
-        """The first meta content found among (attribute, value) pairs."""
-        return next((self.meta[p] for p in pairs if p in self.meta), None)
-
-    def json_ld(self) -> list[dict]:
-        """The page's JSON-LD objects, flattened; broken ones are ignored."""
-        if self._ld is None:
-            self._ld = []
-            for raw in self.tree.xpath('//script[@type="application/ld+json"]/text()'):
-                try:
-                    data = json.loads(raw)
-                except (json.JSONDecodeError, TypeError):
-                    continue
-                for item in data if isinstance(data, list) else [data]:
-                    if isinstance(item, dict):
-                        self._ld.extend(i for i in item.get("@graph", [item]) if isinstance(i, dict))
-        return self._ld
-
-    def canonical_links(self) -> list[str]:
-        """Candidate canonical URLs: <link rel=canonical>, then og:url."""
-        links = [
-            (node.get("href") or "").strip()
-            for node in self.tree.iter("link")
-            if "canonical" in (node.get("rel") or "").lower().split()
-        ]
-        og = self.meta.get(("property", "og:url"))
-        return [h for h in [*links, og] if h]
-
-    def title(self) -> str:
-        """The best title from meta tags, <h1> or <title>."""
-        found = self.first((("property", "og:title"), ("name", "twitter:title")))
-        if found:
-            return found
-        for path in ("//h1", "//title"):
-            nodes = self.tree.xpath(path)
-            if nodes and nodes[0].text_content().strip():
-                return " ".join(nodes[0].text_content().split())
-        return ""
-
-    def author(self) -> str | None:
-        """The byline from meta tags or JSON-LD."""
-        found = self.first(_AUTHOR_META)
-        if found:
-            return found
-        for item in self.json_ld():
-            author = item.get("author")
-            if isinstance(author, list) and author:
-                author = author[0]
-            if isinstance(author, dict):
-                author = author.get("name")
-            if isinstance(author, str) and author.strip():
-                return author.strip()
-        return None
-
-    def published(self) -> datetime | None:
-        """The publication time, as precise as the page gives it, in UTC."""
-        def candidates() -> Iterator[str]:
-            """In order of trust, each looked up only when the ones before gave no date."""
-            yield from (self.meta[p] for p in _DATE_META if p in self.meta)
-            yield from (str(item["datePublished"]) for item in self.json_ld() if item.get("datePublished"))
-            yield from self.tree.xpath("//time/@datetime")[:1]
-
-        return next((parsed for raw in candidates() if (parsed := parse_datetime(raw))), None)
-
-    def language(self) -> str | None:
-        """The declared language: <html lang>, Content-Language or og:locale."""
-        declared = self.tree.get("lang") if self.tree.tag == "html" else None
-        declared = declared or self.first((("http-equiv", "content-language"), ("property", "og:locale")))
-        if declared:
-            code = declared.strip().replace("_", "-").split("-")[0].lower()
-            if len(code) == 2 and code.isalpha():
-                return code
-        return None
-
-
-def _canonical(page: _PageMeta, url: str) -> str:
-    """Return the page's canonical URL (link rel=canonical, then og:url, then the URL itself)."""
-    for href in page.canonical_links():
-        if href == url:  # the page names itself (most do): nothing to resolve or compare
-            break
-        candidate = canonicalize(urljoin(url, href))
-        # A canonical link to another host is ignored: a page must not claim another site's URL.
-        if candidate and _host(candidate) == _host(url):
-            return candidate
-    return canonicalize(url) or url
-
-
-def _host(url: str) -> str:
-    """Return host and port of a URL, without a leading www: two ports of one host are two sites."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower().removeprefix("www.")
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
-    except ValueError:
-        port = 0
-    return f"{host}:{port}"
-
-
 def _soup_text(html: str) -> str:
     """Paragraph text from <article> (or the whole body) with BeautifulSoup, where trafilatura finds none."""
     soup = BeautifulSoup(html, "lxml")
@@ -383,17 +298,6 @@ def _soup_text(html: str) -> str:
     root = soup.find("article") or soup.find("main") or soup.body or soup
     blocks = [n.get_text(" ", strip=True) for n in root.find_all(["p", "h2", "h3", "li"])]
     return "\n".join(b for b in blocks if b)
-
-
-def parse_datetime(raw: str) -> datetime | None:
-    """Parse an ISO 8601 date or datetime; naive values are taken as UTC."""
-    try:
-        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def _language(declared: str | None, text: str, hint: str | None) -> str | None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import logging
-import math
-import os
 import re
 import socket
 import sys
@@ -36,6 +34,7 @@ from urllib3.exceptions import (
 )
 from urllib3.util import connection as u3connection
 
+from newsdedup import settings
 from newsdedup.netguard import (
     AddressRefused,
     IPNetwork,
@@ -134,37 +133,24 @@ class FetchResult:
         return self.outcome == "ok"
 
 
-DEFAULT_USER_AGENT = "newsdedup/0.1 (+https://github.com/newsdedup/newsdedup)"
-_CONTACT = re.compile(r"https?://\S+|\S+@\S+\.\S+")
-# Environment variable -> (FetchPolicy field, type, smallest allowed value).
-ENV_SETTINGS: dict[str, tuple[str, type, float]] = {
-    "NEWSDEDUP_MIN_HOST_DELAY": ("min_host_delay", float, 0.0),
-    "NEWSDEDUP_FETCH_TIMEOUT": ("total_timeout", float, 0.001),
-    "NEWSDEDUP_MAX_PAGE_BYTES": ("max_bytes", int, 1),
-    "NEWSDEDUP_MAX_CONNECTIONS": ("max_connections", int, 1),
-    "NEWSDEDUP_RETRIES": ("retries", int, 0),
-    "NEWSDEDUP_ROBOTS_TTL": ("robots_ttl", float, 0.0),
-}
-
-
 @dataclass
 class FetchPolicy:
-    """Limits, politeness and safety settings for a Fetcher."""
+    """Limits, politeness and safety settings for a Fetcher (defaults: newsdedup.settings)."""
 
-    user_agent: str = DEFAULT_USER_AGENT
+    user_agent: str = settings.DEFAULT_USER_AGENT
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
-    total_timeout: float = 30.0
-    max_bytes: int = 10 * 1024 * 1024
-    max_decompressed_bytes: int = 20 * 1024 * 1024
+    total_timeout: float = settings.DEFAULTS.fetch_timeout
+    max_bytes: int = settings.DEFAULTS.max_page_bytes
+    max_decompressed_bytes: int = 2 * settings.DEFAULTS.max_page_bytes
     max_redirects: int = 5
-    min_host_delay: float = 1.0
+    min_host_delay: float = settings.DEFAULTS.min_host_delay
     respect_robots: bool = True
-    robots_ttl: float = 3600.0
+    robots_ttl: float = settings.DEFAULTS.robots_ttl
     allow_networks: tuple[str, ...] = ()
-    retries: int = 2
+    retries: int = settings.DEFAULTS.retries
     retry_backoff: float = 0.5  # first back-off in seconds; doubles per retry, plus jitter
-    max_connections: int = 8  # requests in flight at once in this process, all Fetchers together
+    max_connections: int = settings.DEFAULTS.max_connections  # in flight in this process, all Fetchers
     max_host_failures: int = 5  # consecutive timeouts/connection errors before a host is left alone
     host_cooldown: float = 600.0  # seconds a failing host is left alone
 
@@ -191,44 +177,22 @@ class FetchPolicy:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FetchPolicy:
-        """Build a policy from the NEWSDEDUP_* fetch variables (see ENV_SETTINGS and the README)."""
-        env = os.environ if environ is None else environ
-        kwargs: dict[str, Any] = {}
-        networks = env.get("NEWSDEDUP_ALLOW_NETWORKS", "").strip()
-        if networks:
-            entries = tuple(e.strip() for e in networks.split(",") if e.strip())
-            try:
-                parse_networks(entries)
-            except ValueError as exc:
-                raise ValueError(f"NEWSDEDUP_ALLOW_NETWORKS: {exc}") from None
-            kwargs["allow_networks"] = entries
-        user_agent = env.get("NEWSDEDUP_USER_AGENT", "").strip()
-        if user_agent:
-            if not _CONTACT.search(user_agent):
-                raise ValueError(
-                    f"NEWSDEDUP_USER_AGENT={user_agent!r}: an honest user agent names the crawler and how to "
-                    "reach its operator, e.g. 'newsdedup/0.1 (+https://example.org/crawler; ops@example.org)'"
-                )
-            kwargs["user_agent"] = user_agent
-        for var, (name, kind, low) in ENV_SETTINGS.items():
-            raw = env.get(var, "").strip()
-            if not raw:
-                continue
-            try:
-                value = kind(raw)
-            except ValueError:
-                noun = "a whole number" if kind is int else "seconds as a number"
-                raise ValueError(f"{var}: expected {noun}, got {raw!r}") from None
-            if not (value >= low and math.isfinite(value)):
-                raise ValueError(f"{var}: must be >= {low}, got {raw!r}")
-            kwargs[name] = value
-        if "total_timeout" in kwargs:
+        """Build a policy from the fetch settings (newsdedup.settings; README, Configuration)."""
+        env = settings.load(environ)
+        return cls(
+            user_agent=env.user_agent,
+            allow_networks=env.allow_networks,
+            min_host_delay=env.min_host_delay,
+            max_connections=env.max_connections,
+            retries=env.retries,
+            robots_ttl=env.robots_ttl,
             # One knob for operators: no phase of a request may outlast the whole request.
-            kwargs["connect_timeout"] = min(cls.connect_timeout, kwargs["total_timeout"])
-            kwargs["read_timeout"] = min(cls.read_timeout, kwargs["total_timeout"])
-        if "max_bytes" in kwargs:
-            kwargs["max_decompressed_bytes"] = 2 * kwargs["max_bytes"]
-        return cls(**kwargs)
+            total_timeout=env.fetch_timeout,
+            connect_timeout=min(cls.connect_timeout, env.fetch_timeout),
+            read_timeout=min(cls.read_timeout, env.fetch_timeout),
+            max_bytes=env.max_page_bytes,
+            max_decompressed_bytes=2 * env.max_page_bytes,
+        )
 
 
 # --------------------------------------------------------------------------- politeness
@@ -1196,9 +1160,10 @@ class Fetcher:
         gzip_file = call.gunzip and _is_gzip_file(media_type, url)
         if media_type is not None and not for_robots and not gzip_file and not self._wanted(media_type, call):
             return _unsupported(common, media_type, call.accept_types)
-        max_bytes = min(self.policy.max_bytes, MAX_ROBOTS_BYTES) if for_robots else self.policy.max_bytes
+        # robots.txt is cut, not refused: its first MAX_ROBOTS_BYTES are parsed (RFC 9309, 2.5).
+        max_bytes = MAX_ROBOTS_BYTES if for_robots else self.policy.max_bytes
         declared = hdrs.get("Content-Length", "").strip()
-        if declared.isdigit() and int(declared) > max_bytes:
+        if not for_robots and declared.isdigit() and int(declared) > max_bytes:
             raise _Abort(
                 "too_large", "BodyTooLarge", f"Content-Length {declared} exceeds max_bytes={max_bytes}"
             )
@@ -1207,7 +1172,7 @@ class Fetcher:
             for e in hdrs.get("Content-Encoding", "").split(",")
             if e.strip() and e.strip().lower() != "identity"
         ]
-        body = self._read_body(resp, encodings, max_bytes, deadline, watchdog, progress)
+        body = self._read_body(resp, encodings, max_bytes, deadline, watchdog, progress, truncate=for_robots)
         if call.gunzip and body.startswith(b"\x1f\x8b"):
             body = self._gunzip(body)
             media_type = sniff_media_type(body)
@@ -1255,8 +1220,9 @@ class Fetcher:
         deadline: _Deadline,
         watchdog: _Watchdog,
         progress: _Progress,
+        truncate: bool = False,
     ) -> bytes:
-        """Stream the raw body, capping wire and decompressed size and enforcing the deadline."""
+        """Stream the raw body, capping wire and decompressed size (truncate: cut, not fail) and the time."""
         decoder = _BodyDecoder(encodings, self.policy.max_decompressed_bytes)
         raw = resp.raw
         parts: list[bytes] = []
@@ -1268,12 +1234,14 @@ class Fetcher:
             if not chunk:
                 break
             progress.wire += len(chunk)
-            if progress.wire > max_bytes:
+            if progress.wire > max_bytes and not truncate:
                 raise _Abort("too_large", "BodyTooLarge", f"body exceeds max_bytes={max_bytes}")
             try:
                 parts.append(decoder.feed(chunk) if decoder.layers else chunk)
             except zlib.error as exc:
                 raise _Abort("http_error", "ContentDecodingError", f"cannot decode body: {exc}") from exc
+            if progress.wire > max_bytes:
+                break  # keeps the crossing chunk, so the reader can tell the body was cut
         if watchdog.fired:
             # A shut-down socket can look like a clean end of a read-until-close body.
             raise _Abort("timeout", "TotalTimeout", "total_timeout exceeded")

@@ -6,14 +6,13 @@ Plain Python and psycopg2: the DAGs and the Airflow UI plugin call these, nothin
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
 import psycopg2.extras
 
-from newsdedup import store
+from newsdedup import settings, store
 from newsdedup.store import Connection
 
 log = logging.getLogger(__name__)
@@ -36,8 +35,8 @@ MAINTAINED_TABLES = (
 
 
 def fail_after_runs() -> int:
-    """Consecutive failed runs after which a source's task fails (NEWSDEDUP_FAIL_AFTER_RUNS, default 3)."""
-    return max(1, int(os.environ.get("NEWSDEDUP_FAIL_AFTER_RUNS", "3")))
+    """Consecutive failed runs after which a source's task fails (NEWSDEDUP_FAIL_AFTER_RUNS)."""
+    return settings.load().fail_after_runs
 
 
 # --------------------------------------------------------------------------- per-source results
@@ -153,7 +152,8 @@ def summarise_sources(db_url: str, run_id: int) -> list[dict]:
             ),
             no_text AS (
                 SELECT source_id, count(*) AS extract_failed FROM crawl_log
-                WHERE run_id = %(run)s AND request_kind = 'extract' GROUP BY source_id
+                WHERE run_id = %(run)s AND request_kind = 'extract' AND outcome = 'extract_failed'
+                GROUP BY source_id
             )
             UPDATE source_runs r SET
                 articles_new = COALESCE(o.articles_new, 0),
@@ -363,17 +363,18 @@ def quality_problems(db_url: str, run_key: str) -> dict[str, bool]:
 class Retention:
     """How long processed raw pages and crawl log rows are kept, and when a source counts as stale."""
 
-    raw_pages_days: int = 7
-    crawl_log_days: int = 90
-    stale_hours: int = 24
+    raw_pages_days: int = settings.DEFAULTS.retain_raw_pages_days
+    crawl_log_days: int = settings.DEFAULTS.retain_crawl_log_days
+    stale_hours: int = settings.DEFAULTS.stale_hours
 
     @classmethod
     def from_env(cls) -> Retention:
-        """Read NEWSDEDUP_RETAIN_RAW_PAGES_DAYS, NEWSDEDUP_RETAIN_CRAWL_LOG_DAYS and NEWSDEDUP_STALE_HOURS."""
+        """NEWSDEDUP_RETAIN_RAW_PAGES_DAYS, _RETAIN_CRAWL_LOG_DAYS and _STALE_HOURS, bounded by newsdedup.settings."""
+        env = settings.load()
         return cls(
-            raw_pages_days=int(os.environ.get("NEWSDEDUP_RETAIN_RAW_PAGES_DAYS", cls.raw_pages_days)),
-            crawl_log_days=int(os.environ.get("NEWSDEDUP_RETAIN_CRAWL_LOG_DAYS", cls.crawl_log_days)),
-            stale_hours=int(os.environ.get("NEWSDEDUP_STALE_HOURS", cls.stale_hours)),
+            raw_pages_days=env.retain_raw_pages_days,
+            crawl_log_days=env.retain_crawl_log_days,
+            stale_hours=env.stale_hours,
         )
 
 
@@ -401,6 +402,8 @@ def purge_crawl_log(db_url: str, days: int, batch: int = 20000) -> int:
 
 def _purge(db_url: str, statement: str, days: int, batch: int) -> int:
     """Run a batched DELETE until it deletes nothing, one short transaction per batch."""
+    if days < 0:  # `older than now() + N days` would be every row
+        raise ValueError(f"a retention of {days} days is negative: it would delete every row")
     total = 0
     with store.connect(db_url) as conn:
         while True:

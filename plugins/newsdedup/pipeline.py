@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import psycopg2
 
 from newsdedup import process, store
-from newsdedup.config import ConfigError, Settings
+from newsdedup.config import ConfigError, Settings, redact
 from newsdedup.fetch import HTML_TYPES, Fetcher, FetchPolicy, FetchResult
 from newsdedup.sources import FeedEntry, discover, load_sources
 
@@ -83,7 +83,7 @@ def crawl_source(db_url: str, run_id: int, source_name: str, fetcher: Fetcher | 
         if _is_infrastructure(exc):
             raise
         log.exception("source %s: crawl failed", source_name)
-        report.update(failed=True, error=f"{type(exc).__name__}: {exc}"[:1000])
+        report.update(failed=True, error=redact(f"{type(exc).__name__}: {exc}")[:1000])
     finally:
         if own_fetcher:
             fetcher.close()
@@ -112,10 +112,16 @@ def _crawl(db_url: str, run_id: int, source_name: str, fetcher: Fetcher, counts:
         counts["feeds_not_modified"] += 1
         return
     counts["urls_discovered"] = len(found.entries)
+    urls = [e.url for e in found.entries]
     with store.connect(db_url) as conn:
-        known = store.known_urls(conn, [e.url for e in found.entries])
+        known, given_up = store.known_urls(conn, urls), store.given_up_urls(conn, urls)
     todo = [e for e in found.entries if _needs_fetch(e, known)]
     counts["urls_skipped_known"] = len(found.entries) - len(todo)
+    if given_up:
+        # Pages that never yielded text are not fetched again, unless the feed says they changed since.
+        fresh = [e for e in todo if _needs_fetch(e, given_up)]
+        counts["urls_given_up"] = len(todo) - len(fresh)
+        todo = fresh
     over = max(len(todo) - source.article_limit, 0)
     if over:
         # Newest first; the rest waits for the next run (the validators are not kept, see below).
@@ -149,7 +155,7 @@ def _newest_first(entries: list[FeedEntry]) -> list[FeedEntry]:
 
 
 def _needs_fetch(entry: FeedEntry, known: dict[str, datetime]) -> bool:
-    """Fetch new URLs, and stored ones the source says changed after we fetched them."""
+    """Fetch URLs not in `known`, and those the source says changed after the time `known` gives."""
     fetched_at = known.get(entry.url)
     if fetched_at is None:
         return True

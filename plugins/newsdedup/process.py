@@ -31,12 +31,14 @@ import psycopg2
 import psycopg2.extras
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from newsdedup import settings as newsdedup_settings
 from newsdedup import store
 from newsdedup.clean import CleanResult, clean_article
 from newsdedup.config import ConfigError
 from newsdedup.dedup import DedupParams, Doc, fingerprint_text
 from newsdedup.dedup_store import assign_clusters
 from newsdedup.extract import ExtractedArticle, ReadPage, extract_text, read_page
+from newsdedup.metadata import learned_affixes, strip_learned
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +89,16 @@ _LOCK_PAGES = (
 _PENDING = "SELECT count(*) FROM raw_pages WHERE run_id = %s AND processed_at IS NULL"
 # A source whose pages yielded no article this run reads its feed in full next run (no 304), so
 # the pages are fetched again once the site is repaired: the known-URL filter skips stored ones.
+# Pages given up (outcome given_up, see store.settle_page_failures) are not waited for.
 _FORGET_VALIDATORS = (
     "UPDATE sources SET etag = NULL, last_modified = NULL, child_validators = '{}'::jsonb "
-    "WHERE source_id IN (SELECT source_id FROM crawl_log WHERE run_id = %s AND request_kind = 'extract') "
+    "WHERE source_id IN (SELECT source_id FROM crawl_log WHERE run_id = %s AND request_kind = 'extract' "
+    "AND outcome = 'extract_failed') "
     "AND (etag IS NOT NULL OR last_modified IS NOT NULL OR child_validators <> '{}'::jsonb)"
 )
 
 # SQLSTATEs that say nothing about the data: the same transaction can succeed later.
 _TRANSIENT_STATES = frozenset({"40001", "40P01", "53300", "55P03", "57P01", "57P02", "57P03"})
-
-
-def _env_int(name: str, default: int, minimum: int) -> int:
-    """An integer setting from the environment, with a message naming it when it is not one."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name}: must be >= {minimum}, got {value}")
-    return value
 
 
 def _cpus() -> int:
@@ -121,24 +111,29 @@ def _cpus() -> int:
 
 @dataclass(frozen=True)
 class ProcessSettings:
-    """How processing uses the machine: batch size, extraction workers, retries."""
+    """How processing uses the machine: batch size, extraction workers, retries (see newsdedup.settings)."""
 
-    batch_size: int = 100
+    batch_size: int = newsdedup_settings.DEFAULTS.batch_size
     workers: int = field(default_factory=_cpus)
-    pool_min_pages: int = 200  # below this, starting worker processes costs more than it saves
+    pool_min_pages: int = newsdedup_settings.DEFAULTS.pool_min_pages
     prefetch: int = 4  # batches extracted ahead while one is loaded
-    db_retry_seconds: int = 120
-    page_timeout: float = 60  # seconds one page may take in a worker before it is given up
+    db_retry_seconds: int = newsdedup_settings.DEFAULTS.db_retry_seconds
+    page_timeout: float = newsdedup_settings.DEFAULTS.page_timeout
+    give_up_after: int = newsdedup_settings.DEFAULTS.give_up_after
+    give_up_retry_days: int = newsdedup_settings.DEFAULTS.give_up_retry_days
 
     @classmethod
     def from_env(cls) -> ProcessSettings:
-        """NEWSDEDUP_BATCH_SIZE, _WORKERS, _POOL_MIN_PAGES, _DB_RETRY_SECONDS and _PAGE_TIMEOUT."""
+        """The processing settings of newsdedup.settings (README, Configuration); ConfigError on a bad one."""
+        env = newsdedup_settings.load()
         return cls(
-            batch_size=_env_int("NEWSDEDUP_BATCH_SIZE", 100, 1),
-            workers=_env_int("NEWSDEDUP_WORKERS", _cpus(), 1),
-            pool_min_pages=_env_int("NEWSDEDUP_POOL_MIN_PAGES", 200, 0),
-            db_retry_seconds=_env_int("NEWSDEDUP_DB_RETRY_SECONDS", 120, 0),
-            page_timeout=_env_int("NEWSDEDUP_PAGE_TIMEOUT", 60, 1),
+            batch_size=env.batch_size,
+            workers=env.workers or _cpus(),
+            pool_min_pages=env.pool_min_pages,
+            db_retry_seconds=env.db_retry_seconds,
+            page_timeout=env.page_timeout,
+            give_up_after=env.give_up_after,
+            give_up_retry_days=env.give_up_retry_days,
         )
 
 
@@ -194,6 +189,7 @@ def extract_pages(pages: Sequence[dict]) -> list[Extracted]:
             for page, item in zip(group, read, strict=True)
         ]
         del read  # the group's trees
+    _strip_source_affixes(pages, found)
     cleaned = [
         _guarded(page, _cleaned, page, item) if isinstance(item, ExtractedArticle) else item
         for page, item in zip(pages, found, strict=True)
@@ -202,6 +198,19 @@ def extract_pages(pages: Sequence[dict]) -> list[Extracted]:
         _guarded(page, _signed, page, item) if isinstance(item, _Cleaned) else item
         for page, item in zip(pages, cleaned, strict=True)
     ]
+
+
+def _strip_source_affixes(pages: Sequence[dict], found: list[ExtractedArticle | Extracted]) -> None:
+    """Strip from titles the prefix or suffix that most of their source's titles in the chunk share."""
+    by_source: dict[int, list[ExtractedArticle]] = {}
+    for page, item in zip(pages, found, strict=True):
+        if isinstance(item, ExtractedArticle):
+            by_source.setdefault(page["source_id"], []).append(item)
+    for articles in by_source.values():
+        affixes = learned_affixes([a.title for a in articles])
+        if any(affixes):
+            for article in articles:
+                article.title = strip_learned(article.title, affixes) or article.title
 
 
 def _by_size(pages: Sequence[dict], budget: int) -> Iterator[Sequence[dict]]:
@@ -271,6 +280,9 @@ def _signed(page: dict, item: _Cleaned) -> Extracted:
         language=found.language,
         fetched_at=datetime.now(UTC),
         removed=[r.to_dict() for r in cleaned.removed],
+        raw_title=_no_nul(found.raw_title),
+        modified_at=found.modified_at,
+        date_issue=found.date_issue,
         fingerprint=fingerprint,
     )
     return Extracted(page["raw_page_id"], article=article)
@@ -620,8 +632,17 @@ def process_pages(
         pending = max(pending, settings.pool_min_pages)
     with _extractor(settings, pending) as extractor:
         _drain(db_url, run_id, extractor, settings, retry, progress, more)
+    retry(_settle_failures, db_url, run_id, settings)
     retry(_forget_validators, db_url, run_id)
     return retry(run_counts, db_url, run_id)
+
+
+def _settle_failures(db_url: str, run_id: int, settings: ProcessSettings) -> None:
+    """Count the run's pages without text against their URLs; give up the URLs that keep failing."""
+    with store.connect(db_url) as conn:
+        given_up = store.settle_page_failures(conn, run_id, settings.give_up_after, settings.give_up_retry_days)
+    if given_up:
+        log.info("run %s: %d page(s) without text given up (see page_failures)", run_id, given_up)
 
 
 def _forget_validators(db_url: str, run_id: int) -> None:

@@ -10,6 +10,7 @@ is used instead when there is one (RFC 9309, section 2.4).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,16 +18,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-# stdlib parser: no extra dependency, and parse() accepts text we fetched ourselves, so the
-# download goes through our address guard instead of RobotFileParser.read()'s bare urllib.
-from urllib.robotparser import RobotFileParser
+# Protego (Scrapy's parser) matches as RFC 9309 says (wildcards, `$`, longest match, Allow wins
+# ties) and parses text we fetched ourselves, so the download goes through our address guard.
+from protego import Protego
 
 if TYPE_CHECKING:
     from newsdedup.fetch import FetchResult
 
 logger = logging.getLogger(__name__)
 
-MAX_ROBOTS_BYTES = 512 * 1024  # Google reads at most 500 KiB of robots.txt
+MAX_ROBOTS_BYTES = 500 * 1024  # parsed; the rest is ignored (RFC 9309, 2.5: at least 500 KiB)
 MAX_CRAWL_DELAY = 60.0  # a hostile Crawl-delay must not park a worker for hours
 MAX_STALE = 24 * 3600.0  # an unreachable robots.txt may be replaced by a copy this old (RFC 9309)
 
@@ -40,7 +41,7 @@ class RobotsRules:
     reason: str
     fetched_at: float
     crawl_delay: float | None = None
-    parser: RobotFileParser = field(default_factory=RobotFileParser, repr=False)
+    parser: Protego = field(default_factory=lambda: Protego.parse(""), repr=False)
 
     def allowed(self, url: str, agent: str) -> bool:
         """True when agent may fetch url under these rules."""
@@ -48,7 +49,11 @@ class RobotsRules:
             return True
         if self.verdict == "disallow_all":
             return False
-        return self.parser.can_fetch(agent, url)
+        return self.parser.can_fetch(_slashes(url), agent)
+
+    def sitemaps(self) -> list[str]:
+        """The Sitemap URLs this robots.txt names (RFC 9309, 2.3.5), as written."""
+        return list(self.parser.sitemaps) if self.verdict == "parsed" else []
 
 
 @dataclass
@@ -94,9 +99,12 @@ def product_token(user_agent: str) -> str:
 
 def rules_from_result(origin: str, result: FetchResult, now: float) -> RobotsRules:
     """Turn a robots.txt fetch result into rules, following Google's documented error handling."""
-    if result.outcome == "ok":
-        text = (result.body or b"").decode("utf-8", errors="replace")
-        return parsed_rules(origin, text, f"HTTP {result.status}", now)
+    text = _text_of(result)
+    if text is not None:
+        reason = f"HTTP {result.status}"
+        if len(result.body or b"") > MAX_ROBOTS_BYTES:
+            reason += f", only the first {MAX_ROBOTS_BYTES // 1024} KiB parsed"
+        return parsed_rules(origin, text, reason, now)
     status = result.status
     if result.outcome == "http_error" and status is not None and 400 <= status < 500 and status != 429:
         return RobotsRules(origin, "allow_all", f"robots.txt HTTP {status}: no rules", now)
@@ -109,14 +117,30 @@ def rules_from_result(origin: str, result: FetchResult, now: float) -> RobotsRul
 
 def parsed_rules(origin: str, text: str, reason: str, now: float) -> RobotsRules:
     """Rules from the text of a robots.txt file."""
-    parser = RobotFileParser()
-    parser.parse(text.lstrip("\ufeff").splitlines())
-    return RobotsRules(origin, "parsed", reason, now, parser=parser)
+    lines = [line if _URL_LINE.match(line) else _slashes(line) for line in text.lstrip("\ufeff").splitlines()]
+    return RobotsRules(origin, "parsed", reason, now, parser=Protego.parse("\n".join(lines)))
+
+
+# RFC 9309 (2.2.2) matches `/foo/bar?baz=https://foo.bar` and `...https%3A%2F%2Ffoo.bar` alike;
+# Protego keeps `%2F` apart from `/`, so both rules and URLs are given `/` (but not Sitemap/Host URLs).
+_ENCODED_SLASH = re.compile("%2F", re.IGNORECASE)
+_URL_LINE = re.compile(r"\s*(site-?maps?|host)\b", re.IGNORECASE)
+
+
+def _slashes(text: str) -> str:
+    """text with every %2F written as /."""
+    return _ENCODED_SLASH.sub("/", text)
 
 
 def _text_of(result: FetchResult) -> str | None:
-    """The robots.txt text of a successful fetch."""
-    return (result.body or b"").decode("utf-8", errors="replace") if result.outcome == "ok" else None
+    """The parsed part of a successful fetch: its first MAX_ROBOTS_BYTES, without a cut last line."""
+    if result.outcome != "ok":
+        return None
+    body = result.body or b""
+    if len(body) > MAX_ROBOTS_BYTES:
+        # A cut "Allow: /private/x" would read as "Allow: /": drop the incomplete line.
+        body = body[:MAX_ROBOTS_BYTES].rpartition(b"\n")[0]
+    return body.decode("utf-8", errors="replace")
 
 
 class RobotsCache:

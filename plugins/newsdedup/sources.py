@@ -1,9 +1,11 @@
 """Sources: the YAML sources file, and discovery of article URLs from feeds and sitemaps.
 
 Feeds: RSS 0.9x/1.0/2.0 and Atom (feedparser), JSON Feed 1.x (json). Sitemaps: urlset, sitemap
-index and Google News sitemaps, plain or gzip (`.xml.gz`), parsed with defusedxml. Every XML
-document is checked with defusedxml first: a document that declares entities (entity expansion,
-external entities) is refused with a clear error instead of being parsed.
+index and Google News sitemaps, plain or gzip (`.xml.gz`), parsed with defusedxml; their elements
+are matched by local name, whatever the namespace. A site's home page (`kind: auto`) leads to its
+feeds (`<link rel="alternate">`) and to the sitemaps its robots.txt names. Every XML document is
+checked with defusedxml first: a document that declares entities (entity expansion, external
+entities) is refused with a clear error instead of being parsed.
 """
 
 from __future__ import annotations
@@ -11,19 +13,22 @@ from __future__ import annotations
 import calendar
 import io
 import json
-import math
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urljoin
 
 import feedparser
 import yaml
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from newsdedup.config import ConfigError
 from newsdedup.extract import parse_datetime
@@ -32,14 +37,13 @@ from newsdedup.urls import canonicalize
 if TYPE_CHECKING:
     from newsdedup.fetch import Fetcher, FetchResult
 
-KINDS = ("rss", "atom", "jsonfeed", "sitemap", "auto")
-_FIELDS = {"name", "url", "kind", "language", "enabled", "rate_limit", "max_articles"}
+Kind = Literal["rss", "atom", "jsonfeed", "sitemap", "auto"]
+KINDS: tuple[str, ...] = get_args(Kind)
 DEFAULT_MAX_ARTICLES = 1000
 MAX_RATE_LIMIT = 3600.0
 MAX_ARTICLES_LIMIT = 100_000
-_SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
-_NEWS_NS = "{http://www.google.com/schemas/sitemap-news/0.9}"
-MAX_SITEMAP_FILES = 20  # index plus children read per run
+MAX_SITEMAP_FILES = 20  # files read per run: a sitemap index and its children, or a home page's feeds and sitemaps
+MAX_HOME_FEEDS = 5  # feeds a home page links to that are read (the main one comes first)
 MAX_SITEMAP_URLS = 50_000  # the sitemap protocol's own per-file limit
 FEED_ACCEPT = (
     "application/rss+xml,application/atom+xml,application/feed+json,application/xml;q=0.9,"
@@ -49,6 +53,9 @@ _NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 _LANGUAGE_RE = re.compile(r"^[a-z]{2}$")
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.IGNORECASE)
 _FIRST_ELEMENT = re.compile(r"<[A-Za-z_]")
+_SITEMAP_ROOT = re.compile(r"<(?:[\w.-]+:)?(?:urlset|sitemapindex)\b")  # with a namespace prefix or not
+_FEED_LINK_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/feed+json"})
+_LINKED = "linked"  # third element of a child_validators entry: a file a home page led to
 # Dates further ahead than this are a broken or hostile feed, not news: they would make an
 # article look "changed since we fetched it" on every run.
 _FUTURE_SLACK = timedelta(days=1)
@@ -132,64 +139,88 @@ def load_sources(path: Path) -> list[Source]:
     return sources
 
 
+class SourceEntry(BaseModel):
+    """One entry of the sources file: types, bounds and what each field expects (its description)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str = Field(description="a non-empty string of at most 200 characters without control characters")
+    url: str = Field(description="an http(s) URL without credentials")
+    kind: Kind = Field("auto", description=f"one of {list(KINDS)}")
+    language: str | None = Field(None, description="an ISO 639-1 code such as 'tr' or 'en'")
+    enabled: bool = Field(True, description="true or false")
+    rate_limit: float | None = Field(
+        None, ge=0, le=MAX_RATE_LIMIT, allow_inf_nan=False,
+        description=f"seconds between requests to the source's hosts, a number from 0 to {MAX_RATE_LIMIT:g}",
+    )
+    max_articles: int | None = Field(
+        None, ge=1, le=MAX_ARTICLES_LIMIT,
+        description=f"a whole number of article pages per run from 1 to {MAX_ARTICLES_LIMIT}",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        """Trimmed, non-empty, one line."""
+        value = value.strip()
+        if not _NAME_RE.match(value):
+            raise ValueError(f"is {value!r}; expected {cls.model_fields['name'].description}")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        """An http(s) URL; a password in it would be stored and logged, so none is allowed."""
+        value = value.strip()
+        if not value:
+            raise ValueError("is required and must be a non-empty string")
+        if canonicalize(value) is None:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        if "@" in value.split("//", 1)[-1].split("/", 1)[0]:
+            raise ValueError("must not contain credentials")
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        """Two lower-case letters."""
+        if value is not None and not _LANGUAGE_RE.match(value.strip().lower()):
+            raise ValueError(f"is {value!r}; expected {cls.model_fields['language'].description}")
+        return value and value.strip().lower()
+
+
 def _parse_source(path: Path, index: int, item: object) -> Source:
-    """Validate one entry of the sources list."""
+    """Validate one entry of the sources list; the error names its position, its name and the field."""
     where = f"sources file {path}, source #{index + 1}"
     if not isinstance(item, dict):
         raise ConfigError(f"{where}: expected a mapping with name, url, kind")
     if isinstance(item.get("name"), str):
         where += f" ({item['name']!r})"
-    unknown = sorted(str(k) for k in set(item) - _FIELDS)
+    item = {str(key): value for key, value in item.items()}
+    try:
+        entry = SourceEntry.model_validate(item)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_entry_problem(exc.errors(), item)}") from None
+    return Source(entry.name, entry.url, entry.kind, entry.language, entry.enabled, entry.rate_limit,
+                  entry.max_articles)
+
+
+def _entry_problem(errors: list[ErrorDetails], item: dict[str, object]) -> str:
+    """Unknown fields, else each bad field with its value and what it expects, on one line."""
+    fields = SourceEntry.model_fields
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(_FIELDS)}")
-    for key in ("name", "url"):
-        if not isinstance(item.get(key), str) or not item[key].strip():
-            raise ConfigError(f"{where}: field '{key}' is required and must be a non-empty string")
-    name = item["name"].strip()
-    if not _NAME_RE.match(name):
-        raise ConfigError(f"{where}: field 'name' must be at most 200 characters without control characters")
-    url = item["url"].strip()
-    if canonicalize(url) is None:
-        raise ConfigError(f"{where}: field 'url' {url!r} is not an http(s) URL")
-    if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
-        raise ConfigError(f"{where}: field 'url' must not contain credentials")
-    kind = item.get("kind", "auto")
-    if kind not in KINDS:
-        raise ConfigError(f"{where}: field 'kind' is {kind!r}; expected one of {list(KINDS)}")
-    language = item.get("language")
-    if language is not None:
-        if not isinstance(language, str) or not _LANGUAGE_RE.match(language.strip().lower()):
-            raise ConfigError(
-                f"{where}: field 'language' is {language!r}; expected an ISO 639-1 code such as 'tr' or 'en'"
-            )
-        language = language.strip().lower()
-    enabled = item.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"{where}: field 'enabled' must be true or false, got {enabled!r}")
-    rate_limit = item.get("rate_limit")
-    if rate_limit is not None:
-        if (
-            isinstance(rate_limit, bool)
-            or not isinstance(rate_limit, int | float)
-            or not math.isfinite(rate_limit)
-            or not 0 <= rate_limit <= MAX_RATE_LIMIT
-        ):
-            raise ConfigError(
-                f"{where}: field 'rate_limit' is {rate_limit!r}; expected seconds between requests "
-                f"to the source's hosts, a number from 0 to {MAX_RATE_LIMIT:g}"
-            )
-        rate_limit = float(rate_limit)
-    max_articles = item.get("max_articles")
-    if max_articles is not None and (
-        isinstance(max_articles, bool)
-        or not isinstance(max_articles, int)
-        or not 1 <= max_articles <= MAX_ARTICLES_LIMIT
-    ):
-        raise ConfigError(
-            f"{where}: field 'max_articles' is {max_articles!r}; expected a whole number of article "
-            f"pages per run from 1 to {MAX_ARTICLES_LIMIT}"
-        )
-    return Source(name, url, kind, language, enabled, rate_limit, max_articles)
+        return f"unknown field(s) {unknown}; allowed: {sorted(fields)}"
+    problems = []
+    for error in errors:
+        name = str(error["loc"][0])
+        if error["type"] == "value_error":
+            problems.append(f"field '{name}' {error['ctx']['error']}")
+        elif error["type"] == "missing" or (name in ("name", "url") and not item.get(name)):
+            problems.append(f"field '{name}' is required and must be {fields[name].description}")
+        else:
+            problems.append(f"field '{name}' is {item[name]!r}; expected {fields[name].description}")
+    return "; ".join(dict.fromkeys(problems))
 
 
 # --------------------------------------------------------------------------- discovery
@@ -203,7 +234,12 @@ def discover(
     last_modified: str | None = None,
     children: dict[str, list[str | None]] | None = None,
 ) -> Discovery:
-    """Fetch a source (conditionally) and list the article URLs it announces; never raises FeedError."""
+    """Fetch a source (conditionally) and list the article URLs it announces; never raises FeedError.
+
+    A `kind: auto` source that is a site's home page (an HTML page) leads to its feeds
+    (`<link rel="alternate">`) and to the sitemaps its robots.txt names; those are read instead.
+    """
+    known = children or {}
     result = fetcher.get(
         source.url,
         etag=etag,
@@ -213,38 +249,44 @@ def discover(
         host_delay=source.rate_limit,
     )
     found = Discovery(source, fetches=[result])
-    if result.outcome == "not_modified":
+    home = source.kind == "auto" and any(_is_linked(v) for v in known.values())
+    if result.outcome == "not_modified" and not home:
         found.not_modified = True
-        found.children = dict(children or {})
+        found.children = dict(known)
         return found
-    if not result.ok or result.text is None:
+    if result.outcome != "not_modified" and (not result.ok or result.text is None):
         found.error = f"{result.error_class or result.outcome}: {result.error_message or result.status}"
         return found
     try:
-        kind = source.kind if source.kind != "auto" else detect_kind(result.text)
-        if kind == "html":
-            raise FeedError(
-                "NotAFeed",
-                f"expected an RSS/Atom/JSON feed or a sitemap, got an HTML page ({result.content_type})",
-            )
-        if kind == "sitemap":
-            _discover_sitemap(found, result, fetcher, children or {})
-        elif kind == "jsonfeed":
-            found.entries = parse_json_feed(result.text, result.final_url)
+        kind = "html" if result.outcome == "not_modified" else source.kind
+        kind = detect_kind(result.text or "") if kind == "auto" else kind
+        if kind == "html":  # only detected for kind: auto
+            _discover_home(found, result, fetcher, known)
+        elif kind == "sitemap":
+            _Walk(found, fetcher, known, _urls_of(result)).read(result)
         else:
-            try:
-                found.entries = parse_feed(result.text, result.final_url)
-            except FeedError:
-                raise
-            except (ValueError, UnicodeError, AttributeError) as exc:
-                # feedparser raises on hostile bodies (out-of-range or surrogate character references,
-                # an empty document): a broken feed, not a crash of the run.
-                raise FeedError("FeedParseError", f"the feed could not be parsed: {type(exc).__name__}: {exc}") from exc
+            found.entries = parse_listing(kind, result.text or "", result.final_url)
     except FeedError as exc:
         _mark_parse_error(result, exc)
         found.error = f"{exc.error_class}: {exc.message}"
         found.entries = []
     return found
+
+
+def parse_listing(kind: str, text: str, base_url: str) -> list[FeedEntry]:
+    """Entries of an RSS, Atom or JSON feed; an HTML page or broken feed raises FeedError."""
+    if kind == "html":
+        raise FeedError("NotAFeed", "expected an RSS/Atom/JSON feed or a sitemap, got an HTML page")
+    if kind == "jsonfeed":
+        return parse_json_feed(text, base_url)
+    try:
+        return parse_feed(text, base_url)
+    except FeedError:
+        raise
+    except (ValueError, UnicodeError, AttributeError) as exc:
+        # feedparser raises on hostile bodies (out-of-range or surrogate character references,
+        # an empty document): a broken feed, not a crash of the run.
+        raise FeedError("FeedParseError", f"the feed could not be parsed: {type(exc).__name__}: {exc}") from exc
 
 
 def _mark_parse_error(result: FetchResult, exc: FeedError) -> None:
@@ -260,7 +302,7 @@ def detect_kind(text: str) -> str:
     if head.startswith(("{", "[")):
         return "jsonfeed"
     lower = head.lower()
-    if "<urlset" in lower or "<sitemapindex" in lower:
+    if _SITEMAP_ROOT.search(lower):
         return "sitemap"
     if "<feed" in lower:
         return "atom"
@@ -351,11 +393,19 @@ def _add_entry(
     """Add an entry under its absolute canonical URL unless the link is unusable or already listed."""
     if not isinstance(link, str) or not link.strip():
         return
-    url = canonicalize(urljoin(base_url, link.strip()))
+    url = absolute_url(base_url, link.strip())
     if not url or url in entries:
         return
     clean_title = " ".join(title.split())[:1000] if isinstance(title, str) else ""
     entries[url] = FeedEntry(url, clean_title or None, published, updated)
+
+
+def absolute_url(base_url: str, link: str) -> str | None:
+    """The canonical absolute form of a link found in a document, or None when it is unusable."""
+    try:
+        return canonicalize(urljoin(base_url, link))
+    except ValueError:  # "http://[::1" and the like: a broken link, not a broken source
+        return None
 
 
 def _plausible(value: datetime | None) -> datetime | None:
@@ -380,69 +430,174 @@ def _json_time(value: Any) -> datetime | None:
     return _plausible(parse_datetime(value)) if isinstance(value, str) and value.strip() else None
 
 
-# --------------------------------------------------------------------------- sitemaps
+# --------------------------------------------------------------------------- home pages and sitemaps
 
 
-def _discover_sitemap(
-    found: Discovery, first: FetchResult, fetcher: Fetcher, known: dict[str, list[str | None]]
-) -> None:
-    """Walk a sitemap or sitemap index (bounded, each file once, children conditionally)."""
-    seen = {u for u in (canonicalize(first.url), canonicalize(first.final_url)) if u}
-    queue = [first]
-    entries: dict[str, FeedEntry] = {}
-    while queue:
-        result = queue.pop(0)
-        try:
-            root = _parse_sitemap(result.text or "")
-        except FeedError as exc:
-            if result is first:
-                raise
-            _mark_parse_error(result, exc)
-            found.incomplete = True
-            continue
-        if root.tag == f"{_SITEMAP_NS}sitemapindex":
-            for loc in root.iter(f"{_SITEMAP_NS}loc"):
-                url = canonicalize(urljoin(result.final_url, (loc.text or "").strip()))
-                if not url or url in seen:
-                    continue  # an index that lists itself (or a cycle) is read once
-                if len(seen) >= MAX_SITEMAP_FILES:
-                    found.incomplete = True
-                    break
-                seen.add(url)
-                etag, last_modified = (known.get(url) or [None, None])[:2]
-                child = fetcher.get(
-                    url,
-                    etag=etag,
-                    last_modified=last_modified,
-                    accept=FEED_ACCEPT,
-                    gunzip=True,
-                    host_delay=found.source.rate_limit,
-                )
-                found.fetches.append(child)
-                if child.outcome == "not_modified":
-                    found.children[url] = [child.etag, child.last_modified]
-                elif child.ok:
-                    found.children[url] = [child.etag, child.last_modified]
-                    queue.append(child)
-                else:
-                    found.incomplete = True
-            continue
-        for count, node in enumerate(root.iter(f"{_SITEMAP_NS}url")):
+def _discover_home(found: Discovery, page: FetchResult, fetcher: Fetcher, known: dict[str, list[str | None]]) -> None:
+    """Read the feeds a home page links to and the sitemaps its robots.txt names (on a 304: the last ones)."""
+    if page.outcome == "not_modified":
+        links = [url for url, validators in known.items() if _is_linked(validators)]
+    else:
+        feeds = feed_links(page.text or "", page.final_url)[:MAX_HOME_FEEDS]
+        links = list(dict.fromkeys(feeds + _robots_sitemaps(fetcher, page)))
+    if not links:
+        raise FeedError(
+            "NotAFeed",
+            f"expected an RSS/Atom/JSON feed or a sitemap, got an HTML page ({page.content_type}) that links "
+            'to no feed (<link rel="alternate">) on a site whose robots.txt names no sitemap',
+        )
+    walk = _Walk(found, fetcher, known, _urls_of(page))
+    for url in links:
+        walk.fetch(url, linked=True)
+    walk.run()
+    unchanged = [r for r in found.fetches if r.outcome == "not_modified"]
+    if page.outcome == "not_modified" and len(unchanged) == len(found.fetches):
+        found.not_modified = True
+        found.children = dict(known)
+    elif walk.read_files + len(unchanged) == 0:
+        raise FeedError(
+            "NoReadableFeed",
+            f"none of the {len(links)} feeds and sitemaps this home page leads to could be read (see crawl_log)",
+        )
+
+
+def feed_links(html: str, base_url: str) -> list[str]:
+    """Absolute URLs of the feeds a page announces with <link rel="alternate" type="...">, in page order."""
+    parser = _FeedLinks()
+    parser.feed(html)
+    parser.close()
+    urls = (absolute_url(base_url, href) for href in parser.hrefs)
+    return list(dict.fromkeys(url for url in urls if url))
+
+
+class _FeedLinks(HTMLParser):
+    """Collect the hrefs of feed <link> elements (the stdlib parser: no entities, no network)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "link":
+            return
+        values = {name: (value or "").strip() for name, value in attrs}
+        rels = values.get("rel", "").lower().split()
+        media_type = values.get("type", "").lower().split(";")[0].strip()
+        href = values.get("href", "")
+        # WordPress and others also announce a comments feed: comments are not articles.
+        comments = "comment" in values.get("title", "").lower() or "/comments/" in href.lower()
+        if "alternate" in rels and media_type in _FEED_LINK_TYPES and href and not comments:
+            self.hrefs.append(href)
+
+    handle_startendtag = handle_starttag
+
+
+def _robots_sitemaps(fetcher: Fetcher, page: FetchResult) -> list[str]:
+    """Sitemap URLs named by the robots.txt of the page's origin, news sitemaps first."""
+    rules, fetched = fetcher.robots.rules_and_fetch(page.final_url)
+    if fetched is not None:
+        page.robots.append(fetched)  # logged in crawl_log with the home page's request
+    robots_url = urljoin(page.final_url, "/robots.txt")
+    urls = [u for u in (absolute_url(robots_url, s) for s in rules.sitemaps()) if u]
+    # A site's news sitemap lists today's articles; its full index may not fit the per-run file budget.
+    return sorted(dict.fromkeys(urls), key=lambda url: "news" not in url.lower())
+
+
+def _is_linked(validators: list[str | None]) -> bool:
+    """True for a child_validators entry of a file a home page led to (re-checked when the page is unchanged)."""
+    return validators[2:3] == [_LINKED]
+
+
+def _urls_of(result: FetchResult) -> set[str]:
+    """The canonical requested and final URL of a fetch."""
+    return {u for u in (canonicalize(result.url), canonicalize(result.final_url)) if u}
+
+
+@dataclass
+class _Walk:
+    """One bounded read of the files a source leads to: each file once, fetched conditionally."""
+
+    found: Discovery
+    fetcher: Fetcher
+    known: dict[str, list[str | None]]
+    seen: set[str]
+    entries: dict[str, FeedEntry] = field(default_factory=dict)
+    queue: list[tuple[FetchResult, str | None]] = field(default_factory=list)
+    read_files: int = 0
+
+    def fetch(self, url: str, kind: str | None = None, *, linked: bool = False) -> None:
+        """Fetch a file (conditionally when known) and queue it; kind None: detected from the body."""
+        if url in self.seen:
+            return  # an index that lists itself (or a cycle) is read once
+        if len(self.seen) >= MAX_SITEMAP_FILES:
+            self.found.incomplete = True
+            return
+        self.seen.add(url)
+        etag, last_modified = (self.known.get(url) or [None, None])[:2]
+        child = self.fetcher.get(
+            url,
+            etag=etag,
+            last_modified=last_modified,
+            accept=FEED_ACCEPT,
+            gunzip=True,
+            host_delay=self.found.source.rate_limit,
+        )
+        self.found.fetches.append(child)
+        if child.outcome == "not_modified" or child.ok:
+            self.found.children[url] = [child.etag, child.last_modified, *([_LINKED] if linked else [])]
+        if child.ok and child.text is not None:
+            self.queue.append((child, kind))
+        elif child.outcome != "not_modified":
+            self.found.incomplete = True
+
+    def run(self) -> None:
+        """Read every queued file; a file that cannot be parsed is recorded and skipped."""
+        while self.queue:
+            result, kind = self.queue.pop(0)
+            try:
+                self._read_one(result, kind)
+            except FeedError as exc:
+                _mark_parse_error(result, exc)
+                self.found.incomplete = True
+        self.found.entries = list(self.entries.values())
+
+    def read(self, first: FetchResult) -> None:
+        """Read a source's sitemap and everything it leads to; its own parse errors raise."""
+        self._read_one(first, "sitemap")
+        self.run()
+
+    def _read_one(self, result: FetchResult, kind: str | None) -> None:
+        """Add a file's entries (a feed's or a sitemap's) or fetch the children of a sitemap index."""
+        text = result.text or ""
+        kind = kind or detect_kind(text)
+        if kind != "sitemap":
+            for entry in parse_listing(kind, text, result.final_url):
+                self.entries.setdefault(entry.url, entry)
+            self.read_files += 1
+            return
+        root = _parse_sitemap(text)
+        self.read_files += 1
+        if _local(root.tag) == "sitemapindex":
+            for node in _children(root, "sitemap"):
+                url = absolute_url(result.final_url, _text(node, "loc") or "")
+                if url:
+                    self.fetch(url, "sitemap")
+            return
+        for count, node in enumerate(_children(root, "url")):
             if count >= MAX_SITEMAP_URLS:
-                found.incomplete = True
+                self.found.incomplete = True
                 break
-            published = _text(node, f"{_NEWS_NS}news/{_NEWS_NS}publication_date")
-            lastmod = _text(node, f"{_SITEMAP_NS}lastmod")
+            published = _text(node, "news", "publication_date")
+            lastmod = _text(node, "lastmod")
             updated = _plausible(parse_datetime(lastmod)) if lastmod else None
             _add_entry(
-                entries,
-                _text(node, f"{_SITEMAP_NS}loc"),
+                self.entries,
+                _text(node, "loc"),
                 result.final_url,
-                _text(node, f"{_NEWS_NS}news/{_NEWS_NS}title"),
+                _text(node, "news", "title"),
                 (_plausible(parse_datetime(published)) if published else None) or updated,
                 updated,
             )
-    found.entries = list(entries.values())
 
 
 def _parse_sitemap(text: str) -> ElementTree.Element:
@@ -457,12 +612,27 @@ def _parse_sitemap(text: str) -> ElementTree.Element:
         ) from None
     except ElementTree.ParseError as exc:
         raise FeedError("SitemapParseError", f"the sitemap is not well-formed XML: {exc}") from None
-    if root.tag not in (f"{_SITEMAP_NS}urlset", f"{_SITEMAP_NS}sitemapindex"):
+    # Elements are matched by local name: sitemaps without xmlns, or with the https:// variant, are common.
+    if _local(root.tag) not in ("urlset", "sitemapindex"):
         raise FeedError("SitemapParseError", f"not a sitemap: root element is <{root.tag}>")
     return root
 
 
-def _text(node: ElementTree.Element, path: str) -> str | None:
-    """Return the stripped text of a child element, or None."""
-    child = node.find(path)
-    return child.text.strip() if child is not None and child.text and child.text.strip() else None
+def _local(tag: object) -> str:
+    """An element's name without its namespace ('{http://...}url' -> 'url')."""
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+
+
+def _children(node: ElementTree.Element, name: str) -> Iterator[ElementTree.Element]:
+    """The direct children of node with this local name, whatever their namespace."""
+    return (child for child in node if _local(child.tag) == name)
+
+
+def _text(node: ElementTree.Element, *path: str) -> str | None:
+    """The stripped text of the first descendant along path (local names), or None."""
+    for name in path:
+        node = next(_children(node, name), None)
+        if node is None:
+            return None
+    text = (node.text or "").strip()
+    return text or None

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +15,8 @@ import psycopg2
 import psycopg2.extras
 from psycopg2.extensions import connection as Connection
 
-from newsdedup.config import ConfigError
+from newsdedup import settings
+from newsdedup.config import ConfigError, redact
 from newsdedup.robots import StoredRobots
 from newsdedup.sources import Source
 from newsdedup.urls import url_variants
@@ -23,7 +24,7 @@ from newsdedup.urls import url_variants
 if TYPE_CHECKING:
     from newsdedup.dedup import Fingerprint
 
-SQL_DIR = Path(os.environ.get("NEWSDEDUP_SQL_DIR", Path(__file__).resolve().parents[2] / "sql"))
+SQL_DIR = Path(os.environ.get("NEWSDEDUP_SQL_DIR") or settings.DEFAULTS.sql_dir)
 MIGRATION_LOCK = 4_172_001  # pg_advisory_xact_lock key: one migrator at a time
 
 
@@ -33,20 +34,12 @@ def connect(db_url: str) -> Iterator[Connection]:
     try:
         conn = psycopg2.connect(db_url, connect_timeout=10, application_name="newsdedup")
     except psycopg2.OperationalError as exc:
-        raise ConfigError(f"cannot connect to the article database ({_redact(db_url)}): {exc}") from exc
+        raise ConfigError(redact(f"cannot connect to the article database ({db_url}): {exc}")) from exc
     try:
         with conn:
             yield conn
     finally:
         conn.close()
-
-
-def _redact(db_url: str) -> str:
-    """Hide the password of a libpq URL for messages."""
-    if "@" not in db_url or ":" not in db_url.split("@", 1)[0].split("//", 1)[-1]:
-        return db_url
-    head, tail = db_url.split("@", 1)
-    return head.rsplit(":", 1)[0] + ":***@" + tail
 
 
 def migrations(sql_dir: Path = SQL_DIR) -> list[Path]:
@@ -57,8 +50,79 @@ def migrations(sql_dir: Path = SQL_DIR) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class Migration:
+    """One migration: its file, and when it was applied (None: pending)."""
+
+    version: str
+    path: Path | None  # None: applied, but its file is gone
+    checksum: str | None  # of the file as it is now
+    applied_at: datetime | None = None
+    applied_checksum: str | None = None
+
+    @property
+    def state(self) -> str:
+        """'pending', 'applied', 'changed' (file edited after it was applied) or 'missing' (file gone)."""
+        if self.applied_at is None:
+            return "pending"
+        if self.path is None:
+            return "missing"
+        return "applied" if self.checksum == self.applied_checksum else "changed"
+
+    def to_dict(self) -> dict:
+        """JSON-ready form for `db status --json`."""
+        applied = self.applied_at.astimezone(UTC).isoformat() if self.applied_at else None
+        return {"version": self.version, "state": self.state, "applied_at": applied, "file": str(self.path or "")}
+
+
+class MigrationChanged(ConfigError):
+    """An applied migration's file no longer matches what was applied."""
+
+
+def migration_status(conn: Connection, sql_dir: Path = SQL_DIR) -> list[Migration]:
+    """Every migration, by version: the files in sql_dir and what schema_migrations says was applied."""
+    applied: dict[str, tuple[str, datetime]] = {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if cur.fetchone()[0]:
+            cur.execute("SELECT version, checksum, applied_at FROM schema_migrations")
+            applied = {version: (checksum, at) for version, checksum, at in cur.fetchall()}
+    files = {path.stem: path for path in migrations(sql_dir)}
+    status = []
+    for version in sorted(files.keys() | applied.keys()):
+        path = files.get(version)
+        checksum, applied_at = applied.get(version, (None, None))
+        now = _checksum(path.read_text(encoding="utf-8")) if path else None
+        status.append(Migration(version, path, now, applied_at, checksum))
+    return status
+
+
+def _checksum(body: str) -> str:
+    """SHA-256 of a migration's text as read (universal newlines: a CRLF checkout matches)."""
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _refuse_changed(status: list[Migration]) -> None:
+    """Raise MigrationChanged, naming the file and what to do, when an applied migration was edited."""
+    changed = [m for m in status if m.state == "changed"]
+    if not changed:
+        return
+    m = changed[0]
+    applied = m.applied_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if m.applied_at else "?"
+    more = f" (and {len(changed) - 1} more: {', '.join(c.version for c in changed[1:])})" if len(changed) > 1 else ""
+    raise MigrationChanged(
+        f"migration {m.path} was changed after it was applied on {applied}: its SHA-256 is now "
+        f"{m.checksum[:12]}…, not {(m.applied_checksum or '')[:12]}… as applied{more}. Nothing was migrated. "
+        f"Restore the file as it was applied (`git log -p -- sql/{m.path.name}` shows its history); "
+        "to change the schema, add a new migration (sql/NNN_name.sql, numbered after the last one)."
+    )
+
+
 def migrate(conn: Connection, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Apply pending migrations, each in its own transaction; return the versions applied."""
+    """Apply pending migrations, each in its own transaction; return the versions applied.
+
+    Refuses (MigrationChanged) to do anything while an applied migration's file differs from what was applied.
+    """
     applied: list[str] = []
     with conn.cursor() as cur:
         cur.execute(
@@ -67,10 +131,12 @@ def migrate(conn: Connection, sql_dir: Path = SQL_DIR) -> list[str]:
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         conn.commit()
+    _refuse_changed(migration_status(conn, sql_dir))
+    conn.commit()
     for path in migrations(sql_dir):
         version = path.stem
         body = path.read_text(encoding="utf-8")
-        checksum = hashlib.sha256(body.encode()).hexdigest()
+        checksum = _checksum(body)
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             cur.execute("SELECT checksum FROM schema_migrations WHERE version = %s", (version,))
@@ -274,7 +340,7 @@ def log_crawl(conn: Connection, run_id: int | None, records: Iterable[CrawlRecor
             r.nbytes,
             r.elapsed_ms,
             r.error_class,
-            (r.error_message or None) and r.error_message[:2000],
+            (r.error_message or None) and redact(r.error_message)[:2000],
         )
         for r in records
     ]
@@ -362,6 +428,63 @@ def known_urls(conn: Connection, urls: Sequence[str]) -> dict[str, datetime]:
     return known
 
 
+def given_up_urls(conn: Connection, urls: Sequence[str]) -> dict[str, datetime]:
+    """Return which of these URLs are given up and not due for a retry, with their last failure time."""
+    if not urls:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT url, last_failed_at FROM page_failures WHERE url = ANY(%s) "
+            "AND given_up_at IS NOT NULL AND (retry_at IS NULL OR retry_at > now())",
+            (list(urls),),
+        )
+        return dict(cur.fetchall())
+
+
+# Run after a run's pages are processed; each statement can run again for the same run without effect.
+_SETTLE_FAILURES = (
+    # A page that yielded an article this run ends its streak (a given-up one is thereby recovered).
+    "DELETE FROM page_failures WHERE url IN (SELECT p.url FROM raw_pages p WHERE p.run_id = %(run)s "
+    "AND p.processed_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM crawl_log c WHERE c.run_id = %(run)s "
+    "AND c.request_kind = 'extract' AND c.url = p.url))",
+    # One more failed run per URL (once per run, however often this runs).
+    "INSERT INTO page_failures AS f (url, source_id, last_run_id, error_class, error_message) "
+    "SELECT DISTINCT ON (url) url, source_id, run_id, error_class, error_message FROM crawl_log "
+    "WHERE run_id = %(run)s AND request_kind = 'extract' ORDER BY url, crawl_id DESC "
+    "ON CONFLICT (url) DO UPDATE SET failures = f.failures + 1, last_failed_at = now(), "
+    "source_id = EXCLUDED.source_id, last_run_id = EXCLUDED.last_run_id, error_class = EXCLUDED.error_class, "
+    "error_message = EXCLUDED.error_message WHERE f.last_run_id IS DISTINCT FROM EXCLUDED.last_run_id",
+    # Give up (again, for a retry that failed): given_up_at keeps the first time.
+    "UPDATE page_failures SET given_up_at = COALESCE(given_up_at, now()), "
+    "retry_at = CASE WHEN %(days)s > 0 THEN now() + make_interval(days => %(days)s) END "
+    "WHERE last_run_id = %(run)s AND failures >= %(after)s AND (given_up_at IS NULL OR retry_at <= now())",
+)
+_MARK_GIVEN_UP = (
+    "UPDATE crawl_log c SET outcome = 'given_up', error_message = left(coalesce(c.error_message, '') || "
+    "'; given up after ' || f.failures || ' runs without text', 2000) FROM page_failures f "
+    "WHERE c.run_id = %(run)s AND c.request_kind = 'extract' AND c.outcome = 'extract_failed' "
+    "AND f.url = c.url AND f.last_run_id = %(run)s AND f.given_up_at IS NOT NULL"
+)
+
+
+def settle_page_failures(conn: Connection, run_id: int, give_up_after: int, retry_days: int) -> int:
+    """Update the failure streaks with a processed run; its failures of given-up URLs become `given_up`.
+
+    Return how many of the run's extraction failures were of given-up URLs: they are not counted as
+    failures of the run.
+    """
+    params = {"run": run_id, "after": give_up_after, "days": retry_days}
+    with conn.cursor() as cur:
+        for statement in _SETTLE_FAILURES:
+            cur.execute(statement, params)
+        cur.execute(_MARK_GIVEN_UP, params)
+        given_up = cur.rowcount
+        cur.execute(
+            "UPDATE pipeline_runs SET extract_failed = extract_failed - %s WHERE run_id = %s", (given_up, run_id)
+        )
+    return given_up
+
+
 def pending_raw_pages(conn: Connection, run_id: int, limit: int) -> list[dict]:
     """Return a batch of unprocessed pages of a run, oldest first, locked for this worker."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
@@ -391,11 +514,14 @@ class ArticleRow:
     canonical_url: str
     title: str
     text: str
-    author: str | None
+    author: str | None  # people, "; "-separated
     published_at: datetime | None
     language: str | None
     fetched_at: datetime
     removed: list[dict] = field(default_factory=list)
+    raw_title: str | None = None  # the page's <title> as it is
+    modified_at: datetime | None = None
+    date_issue: str | None = None  # "future" or "before_1990": a declared date that was not used
     fingerprint: Fingerprint | None = field(default=None, repr=False)  # made by the extraction worker
 
     @property
@@ -430,6 +556,9 @@ def upsert_articles(conn: Connection, articles: Sequence[ArticleRow]) -> Upserte
             len(a.text.split()),
             a.content_hash,
             a.fetched_at,
+            a.raw_title,
+            a.modified_at,
+            a.date_issue,
         )
         for a in unique.values()
     ]
@@ -440,10 +569,12 @@ def upsert_articles(conn: Connection, articles: Sequence[ArticleRow]) -> Upserte
         returned = psycopg2.extras.execute_values(
             cur,
             "INSERT INTO articles (source_id, url, canonical_url, title, text, author, published_at, "
-            "language, word_count, content_hash, fetched_at) VALUES %s "
+            "language, word_count, content_hash, fetched_at, raw_title, modified_at, date_issue) VALUES %s "
             "ON CONFLICT (canonical_url) DO UPDATE SET title = EXCLUDED.title, text = EXCLUDED.text, "
             "author = EXCLUDED.author, "
             "published_at = COALESCE(EXCLUDED.published_at, articles.published_at), "
+            "raw_title = EXCLUDED.raw_title, modified_at = COALESCE(EXCLUDED.modified_at, articles.modified_at), "
+            "date_issue = EXCLUDED.date_issue, "
             "language = EXCLUDED.language, word_count = EXCLUDED.word_count, "
             "content_hash = EXCLUDED.content_hash, fetched_at = EXCLUDED.fetched_at, updated_at = now() "
             "WHERE articles.content_hash <> EXCLUDED.content_hash "
