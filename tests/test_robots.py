@@ -214,6 +214,15 @@ def test_rfc_user_agent_groups() -> None:
     assert allowed("User-agent: otherbot\nDisallow: /\n", "/x")  # no group for us, no `*`: no rules
 
 
+def test_a_group_applies_only_to_its_whole_product_token() -> None:
+    # RFC 9309, 2.2.1: "news" is another crawler's token, not a prefix of ours (Protego alone takes it).
+    robots = "User-agent: news\nDisallow: /\nCrawl-delay: 30\n\nUser-agent: *\nDisallow: /private/\n"
+    assert allowed(robots, "/a") and not allowed(robots, "/private/a")
+    assert not allowed(robots, "/a", "news")
+    rules = parsed_rules("https://n.example", robots, "test", 0.0)
+    assert rules.delay_for("newsdedup") is None and rules.delay_for("News") == 30
+
+
 def test_rfc_product_token_of_a_full_user_agent() -> None:
     robots = "User-agent: newsdedup\nDisallow: /private/\n\nUser-agent: *\nDisallow: /\n"
     cache = RobotsCache(FakeFetch({URL: result(body=robots.encode())}), "newsdedup/1.2 (+https://x.example/bot)")
@@ -448,3 +457,35 @@ def test_robots_table_round_trip(db_url: str) -> None:
     table.save(StoredRobots(ORIGIN, "allow_all", "robots.txt HTTP 404: no rules", None, None, None, 1_700_000_100.0))
     copy = table.load(ORIGIN)
     assert copy is not None and (copy.verdict, copy.body, copy.fetched_at) == ("allow_all", None, 1_700_000_100.0)
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 410])
+def test_a_robots_txt_answered_4xx_is_logged_ok_not_as_a_failure(status: int) -> None:
+    """RFC 9309: 4xx means no rules; crawl_log keeps the request as `ok` with its status, never as a failed one."""
+    cache, _fetch = cache_with(DictStore(), {URL: result("http_error", status, error_class="HTTPError")}, [10_000.0])
+    rules, fetched = cache.rules_and_fetch("https://n.example/x")
+    assert rules.verdict == "allow_all"
+    assert fetched is not None
+    assert (fetched.outcome, fetched.status, fetched.error_class, fetched.error_message) == ("ok", status, None, None)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        result("http_error", 500, error_class="HTTPError"),
+        result("http_error", 429, error_class="HTTPError"),
+        result("connection_error", None, error_class="ConnectionError"),
+    ],
+)
+def test_a_robots_txt_answered_5xx_or_not_at_all_stays_a_failure(answer: FetchResult) -> None:
+    cache, _fetch = cache_with(DictStore(), {URL: answer}, [10_000.0])
+    rules, fetched = cache.rules_and_fetch("https://n.example/x")
+    assert rules.verdict == "disallow_all"
+    assert fetched is not None and fetched.outcome == answer.outcome and fetched.error_class == answer.error_class
+
+
+def test_fetcher_reports_a_missing_robots_txt_as_ok(http_server: LocalHTTPServer) -> None:
+    http_server.route("/news/1", static("<p>news</p>"))  # no /robots.txt route: the server answers 404
+    with robots_fetcher() as fetcher:
+        page = fetcher.get(http_server.url("/news/1"))
+    assert page.ok and [(r.outcome, r.status) for r in page.robots] == [("ok", 404)]

@@ -9,6 +9,7 @@ is used instead when there is one (RFC 9309, section 2.4).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -49,7 +50,11 @@ class RobotsRules:
             return True
         if self.verdict == "disallow_all":
             return False
-        return self.parser.can_fetch(_slashes(url), agent)
+        return self.parser.can_fetch(_slashes(url), _group_key(agent))
+
+    def delay_for(self, agent: str) -> float | None:
+        """The Crawl-delay the group of agent asks for, if any."""
+        return self.parser.crawl_delay(_group_key(agent)) if self.verdict == "parsed" else None
 
     def sitemaps(self) -> list[str]:
         """The Sitemap URLs this robots.txt names (RFC 9309, 2.3.5), as written."""
@@ -106,7 +111,7 @@ def rules_from_result(origin: str, result: FetchResult, now: float) -> RobotsRul
             reason += f", only the first {MAX_ROBOTS_BYTES // 1024} KiB parsed"
         return parsed_rules(origin, text, reason, now)
     status = result.status
-    if result.outcome == "http_error" and status is not None and 400 <= status < 500 and status != 429:
+    if _no_file(result):
         return RobotsRules(origin, "allow_all", f"robots.txt HTTP {status}: no rules", now)
     if result.outcome == "redirect_error":
         # Google treats a robots.txt it cannot reach within its redirect limit like a 404.
@@ -115,9 +120,23 @@ def rules_from_result(origin: str, result: FetchResult, now: float) -> RobotsRul
     return RobotsRules(origin, "disallow_all", f"robots.txt unavailable ({detail})", now)
 
 
+def _no_file(result: FetchResult) -> bool:
+    """True for a robots.txt answered 4xx (but 429): no rules, everything allowed (RFC 9309, 2.3.1.3)."""
+    status = result.status
+    return result.outcome == "http_error" and status is not None and 400 <= status < 500 and status != 429
+
+
+def as_logged(result: FetchResult) -> FetchResult:
+    """A robots.txt fetch as crawl_log keeps it: a 4xx answer told us the rules (none) and is not a failure."""
+    if _no_file(result):
+        return dataclasses.replace(result, outcome="ok", error_class=None, error_message=None)
+    return result
+
+
 def parsed_rules(origin: str, text: str, reason: str, now: float) -> RobotsRules:
     """Rules from the text of a robots.txt file."""
-    lines = [line if _URL_LINE.match(line) else _slashes(line) for line in text.lstrip("\ufeff").splitlines()]
+    lines = [_group_line(line) if _URL_LINE.match(line) is None else line
+             for line in text.lstrip("\ufeff").splitlines()]
     return RobotsRules(origin, "parsed", reason, now, parser=Protego.parse("\n".join(lines)))
 
 
@@ -125,6 +144,26 @@ def parsed_rules(origin: str, text: str, reason: str, now: float) -> RobotsRules
 # Protego keeps `%2F` apart from `/`, so both rules and URLs are given `/` (but not Sitemap/Host URLs).
 _ENCODED_SLASH = re.compile("%2F", re.IGNORECASE)
 _URL_LINE = re.compile(r"\s*(site-?maps?|host)\b", re.IGNORECASE)
+
+
+# RFC 9309 (2.2.1): a group applies to the crawler whose product token equals its user-agent value, case
+# aside. Protego also takes a value that only starts the token ("news" for "newsdedup"): every value but
+# "*" is closed with a mark, and the token is looked up with the same mark, so only whole tokens meet.
+_GROUP_END = "|"
+_AGENT_LINE = re.compile(r"(\s*user-agent\s*:\s*)([^#\s]+)(.*)", re.IGNORECASE)
+
+
+def _group_key(agent: str) -> str:
+    """The product token as it is looked up among the marked user-agent values."""
+    return f"{agent.strip().lower()}{_GROUP_END}"
+
+
+def _group_line(line: str) -> str:
+    """A robots.txt line with %2F as / and, on a user-agent line, its value closed with the mark."""
+    agent = _AGENT_LINE.match(line)
+    if agent and agent[2] != "*":
+        return f"{agent[1]}{agent[2]}{_GROUP_END}{agent[3]}"
+    return _slashes(line)
 
 
 def _slashes(text: str) -> str:
@@ -191,7 +230,7 @@ class RobotsCache:
                 return rules, None
             rules, result = self._refresh(origin)
             if rules.verdict == "parsed":
-                delay = rules.parser.crawl_delay(self.agent)
+                delay = rules.delay_for(self.agent)
                 if delay is not None:
                     rules.crawl_delay = min(float(delay), MAX_CRAWL_DELAY)
             logger.debug("robots.txt for %s: %s (%s)", origin, rules.verdict, rules.reason)
@@ -227,7 +266,7 @@ class RobotsCache:
         self._save(
             StoredRobots(origin, rules.verdict, rules.reason, text, result.etag, result.last_modified, self._wall())
         )
-        return rules, result
+        return rules, as_logged(result)
 
     def _from_stored(self, stored: StoredRobots, fetched_at: float, reason: str) -> RobotsRules:
         if stored.verdict == "parsed":
