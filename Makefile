@@ -1,4 +1,5 @@
 # newsdedup: make demo (the main job, from nothing), make test (the suite, from nothing).
+# make venv: .venv with the pinned packages and the `newsdedup` command (.venv/bin/newsdedup).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,11 +9,12 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements-dev.txt
+$(VENV)/.installed: requirements-dev.txt pyproject.toml
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 	@UV=$$(command -v uv || echo $(UV)); \
 	  [ -x $(PY) ] || $$UV venv --quiet --python 3.11 $(VENV); \
 	  $$UV pip install --quiet --python $(PY) -r requirements-dev.txt; \
+	  $$UV pip install --quiet --python $(PY) --no-deps -e .; \
 	  $$UV pip install --quiet --python $(PY) --no-deps --target $(VENV)/compose-spec docker-compose==1.29.2
 	@touch $@
 

@@ -1,14 +1,19 @@
 """Time to deduplicate a batch of 1,000 new articles against 10k, 100k and 1M stored ones in PostgreSQL.
 
-    .venv/bin/python bench/dedup_scale.py [--sizes 10000 100000 1000000] [--batch 1000]
+    .venv/bin/python bench/dedup_scale.py [--sizes 10000 100000 1000000] [--batch 1000] [--rounds 5]
 
 The batch is real text: the articles of ../shared/corpora/article-extraction-benchmark and
 copies of them (shortened, re-headlined, wrapped), so it finds real duplicates among itself and
 among the stored corpus articles. The stored corpus grows by bulk-loading background articles
 (COPY) whose signatures are random: unrelated stored news rarely shares a band with a new article,
 which is exactly the case whose cost must not grow. Each measurement runs the batch in a
-transaction that is rolled back, so every size sees the same batch. The ratio of the largest to
-the smallest size is the figure to watch (target: at most 2).
+transaction that is rolled back, so every size sees the same batch.
+
+Like with like on a shared machine: a second database holding the smallest size (the baseline) stays
+in the same server, and every size is measured in interleaved rounds (baseline then size, size
+then baseline, ...). Per round the batch's wall time and CPU time (this process plus the PostgreSQL backend,
+read from /proc) are taken on both; the figure to watch is the median over rounds of the CPU-time
+ratio size / baseline (target at 1M: at most 1.5), with the wall-time ratio next to it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,11 +48,14 @@ FILLER_START = 10_000_000  # article ids of background articles, far from the re
 INDEX_TABLES = ("article_signatures", "lsh_bands", "common_shingles", "source_boilerplate")
 
 
-def start_server() -> tuple[str, dict]:
-    """A private PostgreSQL for the benchmark (or NEWSDEDUP_BENCH_DB_URL)."""
+def start_server() -> tuple[str, str, dict]:
+    """A private PostgreSQL with two databases, the measured one and the baseline (or the two env URLs)."""
     given = os.environ.get("NEWSDEDUP_BENCH_DB_URL")
     if given:
-        return given, {}
+        base = os.environ.get("NEWSDEDUP_BENCH_BASE_DB_URL")
+        if not base:
+            raise SystemExit("NEWSDEDUP_BENCH_DB_URL needs NEWSDEDUP_BENCH_BASE_DB_URL (an empty baseline database)")
+        return given, base, {}
     env = os.environ | {
         "NEWSDEDUP_PGHOME": "/tmp/newsdedup-bench-scale",  # noqa: S108 - the postgres user must reach it
         "NEWSDEDUP_PGOPTS": "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
@@ -55,8 +64,11 @@ def start_server() -> tuple[str, dict]:
     pg = [str(REPO / "scripts" / "pg.sh")]
     subprocess.run([*pg, "destroy"], env=env, check=False, capture_output=True)
     subprocess.run([*pg, "start"], env=env, check=True, capture_output=True)
-    url = subprocess.run([*pg, "url", "bench"], env=env, check=True, capture_output=True, text=True).stdout.strip()
-    return url, env
+    urls = [
+        subprocess.run([*pg, "url", name], env=env, check=True, capture_output=True, text=True).stdout.strip()
+        for name in ("bench", "bench_base")
+    ]
+    return urls[0], urls[1], env
 
 
 def corpus_texts() -> list[str]:
@@ -124,41 +136,102 @@ def load_filler(conn, first_id: int, count: int, params: DedupParams, rng: np.ra
     conn.commit()
 
 
-def time_batch(conn, texts: list[str], params: DedupParams, repeats: int, sources: list[int]) -> list[float]:
-    """Seconds to cluster the batch (inserting its articles first, outside the timing), rolled back."""
-    timings = []
-    for _ in range(repeats):
-        rows = [
-            store.ArticleRow(
-                sources[i % len(sources)],
-                f"https://new.example/{i}",
-                f"https://new.example/{i}",
-                "t",
-                text,
-                None,
-                None,
-                "en",
-                datetime.now(UTC),
-            )
-            for i, text in enumerate(texts)
-        ]
-        done = store.upsert_articles(conn, rows)
-        docs = [Doc(article_id, texts[int(url.rsplit("/", 1)[1])]) for url, article_id in done.new.items()]
-        start = time.perf_counter()
-        decisions = assign_clusters(conn, docs, params)
-        timings.append(time.perf_counter() - start)
-        conn.rollback()
-    dupes = sum(d.method != "new" for d in decisions)
-    print(f"    batch of {len(docs)}: {dupes} matched an earlier article", flush=True)
-    return timings
+@dataclass
+class Timing:
+    """One run of the batch: wall seconds, CPU seconds (client + server backend; None if unreadable)."""
+
+    wall: float
+    cpu: float | None
+    matched: int
+
+
+def backend_cpu(conn) -> float | None:
+    """CPU seconds the connection's PostgreSQL backend has used, or None when its /proc entry is unreadable."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def time_batch(conn, texts: list[str], params: DedupParams, sources: list[int]) -> Timing:
+    """Cluster the batch once (inserting its articles first, outside the timing), then roll back."""
+    rows = [
+        store.ArticleRow(
+            sources[i % len(sources)],
+            f"https://new.example/{i}",
+            f"https://new.example/{i}",
+            "t",
+            text,
+            None,
+            None,
+            "en",
+            datetime.now(UTC),
+        )
+        for i, text in enumerate(texts)
+    ]
+    done = store.upsert_articles(conn, rows)
+    docs = [Doc(article_id, texts[int(url.rsplit("/", 1)[1])]) for url, article_id in done.new.items()]
+    server0, client0, start = backend_cpu(conn), time.process_time(), time.perf_counter()
+    decisions = assign_clusters(conn, docs, params)
+    wall = time.perf_counter() - start
+    server1 = backend_cpu(conn)
+    cpu = None if server0 is None or server1 is None else time.process_time() - client0 + server1 - server0
+    conn.rollback()
+    return Timing(wall, cpu, sum(d.method != "new" for d in decisions))
+
+
+def prepare(conn, texts: list[str], params: DedupParams) -> list[int]:
+    """Schema, the 40 batch sources, and the real corpus originals stored and clustered; returns source ids."""
+    store.migrate(conn)
+    originals = [
+        store.ArticleRow(
+            None, f"https://orig.example/{i}", f"https://orig.example/{i}", "t", t, None, None, "en",
+            datetime.now(UTC),
+        )
+        for i, t in enumerate(texts)
+    ]
+    # The batch comes from 40 sources, so their learnt boilerplate is looked up as in a real run.
+    feeds = [Source(f"feed{k}", f"https://feed{k}.example/rss.xml", "rss", "en") for k in range(40)]
+    store.sync_sources(conn, feeds)
+    sources = [store.get_source(conn, f.name).source_id for f in feeds]
+    done = store.upsert_articles(conn, originals)
+    assign_clusters(conn, [Doc(aid, texts[int(u.rsplit("/", 1)[1])]) for u, aid in done.new.items()], params)
+    conn.commit()
+    return sources
+
+
+def measure_round(k: int, base: tuple, measured: tuple, batch: list[str], params: DedupParams) -> tuple[Timing, Timing]:
+    """Round k: the batch on the baseline and on the measured (connection, sources), order alternating."""
+    first, second = (measured, base) if k % 2 else (base, measured)
+    one = time_batch(first[0], batch, params, first[1])
+    two = time_batch(second[0], batch, params, second[1])
+    return (two, one) if k % 2 else (one, two)
+
+
+def _median(values: list[float | None]) -> float | None:
+    """Median of the values, None if any is missing."""
+    return None if not values or any(v is None for v in values) else statistics.median(values)
+
+
+def index_bytes_per_article(conn, stored: int) -> float:
+    """Bytes of the dedup index tables (with their indexes and TOAST) per stored article."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s::text[]) AS t", (list(INDEX_TABLES),)
+        )
+        return cur.fetchone()[0] / stored
 
 
 def main() -> int:
-    """Grow the stored corpus step by step and time the same batch at each size."""
+    """Grow the stored corpus step by step; time the same batch against it and the baseline, interleaved."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     if not CORPUS.is_dir():
         print(f"{CORPUS} is absent: this benchmark needs ../shared (skipped)")
@@ -167,59 +240,50 @@ def main() -> int:
     rng = np.random.default_rng(7)
     texts = corpus_texts()
     batch = batch_texts(texts, args.batch, rng)
-    url, env = start_server()
+    sizes = sorted(args.sizes)
+    url, base_url, env = start_server()
     try:
-        with store.connect(url) as conn:
-            store.migrate(conn)
-            # The real corpus articles are stored once, so the batch's copies have originals to find.
-            originals = [
-                store.ArticleRow(
-                    None,
-                    f"https://orig.example/{i}",
-                    f"https://orig.example/{i}",
-                    "t",
-                    t,
-                    None,
-                    None,
-                    "en",
-                    datetime.now(UTC),
-                )
-                for i, t in enumerate(texts)
-            ]
-            # The batch comes from 40 sources, so their learnt boilerplate is looked up as in a real run.
-            feeds = [Source(f"feed{k}", f"https://feed{k}.example/rss.xml", "rss", "en") for k in range(40)]
-            store.sync_sources(conn, feeds)
-            sources = [store.get_source(conn, f.name).source_id for f in feeds]
-            done = store.upsert_articles(conn, originals)
-            assign_clusters(conn, [Doc(aid, texts[int(u.rsplit("/", 1)[1])]) for u, aid in done.new.items()], params)
-            conn.commit()
+        with store.connect(url) as conn, store.connect(base_url) as base:
+            sources = prepare(conn, texts, params)
+            base_sources = prepare(base, texts, params)
+            load_filler(base, FILLER_START + len(texts), sizes[0] - len(texts), params, np.random.default_rng(8))
+            print(f"baseline database: {sizes[0]:,} stored articles", flush=True)
             results = []
             loaded = len(texts)
-            for size in sorted(args.sizes):
+            for size in sizes:
                 t0 = time.perf_counter()
                 load_filler(conn, FILLER_START + loaded, size - loaded, params, rng)
                 loaded = size
                 print(f"stored {size:>9,} articles (load {time.perf_counter() - t0:.0f} s)", flush=True)
-                timings = time_batch(conn, batch, params, args.repeats, sources)
-                results.append((size, statistics.median(timings)))
+                pair = ((base, base_sources), (conn, sources))
+                rounds = [measure_round(k, *pair, batch, params) for k in range(args.rounds)]
+                wall = statistics.median(b.wall / ref.wall for ref, b in rounds)
+                cpus = [None if ref.cpu is None or b.cpu is None else b.cpu / ref.cpu for ref, b in rounds]
+                row = (
+                    size,
+                    statistics.median(b.wall for _, b in rounds),
+                    _median([b.cpu for _, b in rounds]),
+                    statistics.median(ref.wall for ref, _ in rounds),
+                    wall,
+                    _median(cpus),
+                )
+                results.append(row)
+                cpu_text = "n/a" if row[2] is None else f"{row[2]:.2f} s CPU, ratio {row[5]:.2f}"
                 print(
-                    f"    median {results[-1][1]:.3f} s per batch of {len(batch)} "
-                    f"({1000 * results[-1][1] / len(batch):.2f} ms per article)",
+                    f"    batch of {len(batch)} ({rounds[-1][1].matched} matched): median {row[1]:.2f} s wall "
+                    f"(baseline {row[3]:.2f} s, ratio {wall:.2f}); {cpu_text}; rounds {args.rounds}",
                     flush=True,
                 )
             with conn.cursor() as cur:
                 cur.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
                 print(f"database size at {loaded:,} stored articles: {cur.fetchone()[0]}")
-                cur.execute(
-                    "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s::text[]) AS t",
-                    (list(INDEX_TABLES),),
-                )
-                per_article = cur.fetchone()[0] / loaded
-                print(f"dedup index storage ({', '.join(INDEX_TABLES)}): {per_article:,.0f} bytes per article")
-        base = results[0][1]
-        print("\nstored articles | seconds per 1,000-article batch | ratio to smallest")
-        for size, seconds in results:
-            print(f"{size:>15,} | {seconds:>31.3f} | {seconds / base:>6.2f}")
+            per_article = index_bytes_per_article(conn, loaded)
+            print(f"dedup index storage ({', '.join(INDEX_TABLES)}): {per_article:,.0f} bytes per article")
+        print(f"\nstored articles | wall s | CPU s | ratio to the {sizes[0]:,} baseline, wall | CPU (median of rounds)")
+        for size, wall, cpu, _, wall_ratio, cpu_ratio in results:
+            cpu_s = "n/a" if cpu is None else f"{cpu:.2f}"
+            cpu_r = "n/a" if cpu_ratio is None else f"{cpu_ratio:.2f}"
+            print(f"{size:>15,} | {wall:6.2f} | {cpu_s:>5} | {wall_ratio:.2f} | {cpu_r}")
     finally:
         if env:
             subprocess.run([str(REPO / "scripts" / "pg.sh"), "destroy"], env=env, check=False, capture_output=True)

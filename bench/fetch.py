@@ -21,13 +21,14 @@ import argparse
 import hashlib
 import os
 import random
-import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
@@ -39,6 +40,7 @@ from newsdedup import pipeline, store  # noqa: E402
 from newsdedup.config import Settings  # noqa: E402
 from newsdedup.fetch import Fetcher, FetchPolicy  # noqa: E402
 
+from bench import private_database  # noqa: E402
 from tests.httpfixtures import LocalHTTPServer, RequestHandler  # noqa: E402
 
 WORDS = """council harbour bridge minister budget school river election court hospital station market
@@ -47,20 +49,6 @@ parliament committee workers union prices housing airport railway teachers docto
 VOCABULARY = WORDS.split()
 
 
-def start_database() -> tuple[str, dict]:
-    """A private PostgreSQL for the benchmark (or NEWSDEDUP_BENCH_DB_URL)."""
-    given = os.environ.get("NEWSDEDUP_BENCH_DB_URL")
-    if given:
-        return given, {}
-    env = os.environ | {
-        "NEWSDEDUP_PGHOME": "/tmp/newsdedup-bench-fetch",  # noqa: S108 - the postgres user must reach it
-        "NEWSDEDUP_PGOPTS": "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-    }
-    pg = [str(REPO / "scripts" / "pg.sh")]
-    subprocess.run([*pg, "destroy"], env=env, check=False, capture_output=True)
-    subprocess.run([*pg, "start"], env=env, check=True, capture_output=True)
-    url = subprocess.run([*pg, "url", "bench"], env=env, check=True, capture_output=True, text=True).stdout.strip()
-    return url, env
 
 
 def article(host: int, number: int) -> str:
@@ -165,12 +153,14 @@ def main() -> int:
             "NEWSDEDUP_MIN_HOST_DELAY": str(args.delay),
         }
     )
-    db_url, env = start_database()
+    resources = ExitStack()
+    db_url = resources.enter_context(private_database())
     sites = [Site(i, args.articles, args.latency) for i in range(args.hosts)]
     try:
         with store.connect(db_url) as conn:
             store.migrate(conn)
-        sources_path = Path(f"/tmp/newsdedup-bench-fetch-{os.getpid()}.yaml")  # noqa: S108
+        folder = resources.enter_context(tempfile.TemporaryDirectory(prefix="newsdedup-bench-"))
+        sources_path = Path(folder) / "sources.yaml"
         sources = [{"name": f"site{s.index:02d}", "url": s.server.url("/feed.xml"), "kind": "rss"} for s in sites]
         sources_path.write_text(yaml.safe_dump({"sources": sources}), encoding="utf-8")
         settings = Settings(db_url=db_url, sources_path=sources_path)
@@ -208,8 +198,7 @@ def main() -> int:
     finally:
         for site in sites:
             site.server.stop()
-        if env:
-            subprocess.run([str(REPO / "scripts" / "pg.sh"), "destroy"], env=env, check=False, capture_output=True)
+        resources.close()
 
 
 if __name__ == "__main__":

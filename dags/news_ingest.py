@@ -6,7 +6,9 @@ Hourly crawl of the configured news sources into the newsdedup article database.
 1. **begin**: applies pending migrations, reads the sources file (`NEWSDEDUP_SOURCES`), writes it to the
    `sources` table and opens a row in `pipeline_runs`.
 2. **crawl_source**: one mapped task per source, named by the source and what its crawl did: reads the
-   feed or sitemap with a conditional GET, fetches new article pages and stages them in `raw_pages`.
+   feed or sitemap with a conditional GET, fetches new article pages and stages them in `raw_pages`,
+   starting no request after the source's time budget (`NEWSDEDUP_SOURCE_BUDGET_SECONDS`; the
+   task's `execution_timeout` is that plus two request timeouts plus a minute).
    Every request lands in `crawl_log`, the source's result in `source_runs`. A failing source does not
    stop the others; a source failing `NEWSDEDUP_FAIL_AFTER_RUNS` (3) runs in a row fails its task.
 3. **process_pages**: extracts, cleans, stores and deduplicates the staged pages in `articles`, then
@@ -38,6 +40,7 @@ from airflow.sdk import Asset, Connection, TaskGroup, TriggerRule, dag, get_curr
 from airflow.sdk.exceptions import AirflowFailException
 from newsdedup import monitor, pipeline, store
 from newsdedup.config import Settings
+from newsdedup.textsafe import one_line
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +79,14 @@ def log_task_failure(context: dict) -> None:
     failed_checks = _check_failures(context.get("task"))
     reason = f"checks failed: {', '.join(failed_checks)}" if failed_checks else context.get("exception")
     ti = context["ti"]
-    log.error(monitor.task_failure_line(ti.dag_id, _task_label(context), ti.try_number, reason))
+    log.error(one_line(monitor.task_failure_line(ti.dag_id, _task_label(context), ti.try_number, reason)))
 
 
 def log_task_retry(context: dict) -> None:
     """on_retry_callback: one line naming the task, the attempt and the reason."""
     ti = context["ti"]
     line = monitor.task_failure_line(ti.dag_id, _task_label(context), ti.try_number, context.get("exception"))
-    log.warning("%s; retrying", line)
+    log.warning("%s; retrying", one_line(line))
 
 
 def log_run_failure(context: dict) -> None:
@@ -133,7 +136,14 @@ def news_ingest():
         """List the sources to crawl, one mapped task each."""
         return run["sources"]
 
-    @task(map_index_template="{{ crawl_label }}", retries=1, multiple_outputs=False)
+    # A source's crawl stops starting requests after NEWSDEDUP_SOURCE_BUDGET_SECONDS; this stops a task
+    # stuck anyway (its pages then wait for the next run) before the next hourly run queues behind it.
+    @task(
+        map_index_template="{{ crawl_label }}",
+        retries=1,
+        multiple_outputs=False,
+        execution_timeout=pipeline.crawl_time_limit(),
+    )
     def crawl_source(source_name: str, run: dict) -> dict:
         """Discover and fetch one source, record its result; fail when it failed too many runs in a row."""
         context = get_current_context()
@@ -145,7 +155,7 @@ def news_ingest():
             monitor.record_crawl(db_url, run["run_id"], {"source": source_name, "failed": True, "error": repr(exc)})
             raise
         row = monitor.record_crawl(db_url, run["run_id"], report)
-        context["crawl_label"] = monitor.crawl_label(row)
+        context["crawl_label"] = one_line(monitor.crawl_label(row))  # the label quotes errors from the web
         log.info("%s", context["crawl_label"])
         if message := monitor.streak_message(row, monitor.fail_after_runs()):
             raise AirflowFailException(message)
@@ -164,7 +174,7 @@ def news_ingest():
         """Name the task after what this run did with one source, and log it."""
         context = get_current_context()
         row = monitor.source_stats(_db_url(), run["run_id"], source_name)
-        context["summary_line"] = monitor.source_line(row) if row else f"{source_name}: not recorded"
+        context["summary_line"] = one_line(monitor.source_line(row) if row else f"{source_name}: not recorded")
         log.info("%s", context["summary_line"])
         return row
 

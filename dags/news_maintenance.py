@@ -1,7 +1,8 @@
 """
 ### news_maintenance
 
-Daily upkeep of the newsdedup article database (the Airflow connection `newsdedup_db`).
+Daily upkeep of the newsdedup article database (the Airflow connection `newsdedup_db`). Without Airflow,
+`newsdedup maintain` does the same through the same library functions (newsdedup.monitor).
 
 1. **retention**: deletes raw pages processed more than `NEWSDEDUP_RETAIN_RAW_PAGES_DAYS` (7) days ago
    and `crawl_log` rows older than `NEWSDEDUP_RETAIN_CRAWL_LOG_DAYS` (90) days, in short batches.
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Connection, dag, get_current_context, task
 from newsdedup import monitor
+from newsdedup.textsafe import one_line
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ def _db_url() -> str:
 def log_task_failure(context: dict) -> None:
     """on_failure_callback: one line naming the task and the reason."""
     ti = context["ti"]
-    log.error(monitor.task_failure_line(ti.dag_id, ti.task_id, ti.try_number, context.get("exception")))
+    log.error(one_line(monitor.task_failure_line(ti.dag_id, ti.task_id, ti.try_number, context.get("exception"))))
 
 
 @dag(
@@ -55,12 +57,7 @@ def news_maintenance():
     @task
     def retention() -> dict:
         """Delete processed raw pages and old crawl_log rows."""
-        policy = monitor.Retention.from_env()
-        db_url = _db_url()
-        done = {
-            "raw_pages_deleted": monitor.purge_raw_pages(db_url, policy.raw_pages_days),
-            "crawl_log_deleted": monitor.purge_crawl_log(db_url, policy.crawl_log_days),
-        }
+        done = monitor.apply_retention(_db_url(), monitor.Retention.from_env())
         log.info("retention: %(raw_pages_deleted)d raw pages and %(crawl_log_deleted)d crawl_log rows deleted", done)
         return done
 
@@ -77,14 +74,7 @@ def news_maintenance():
         hours = monitor.Retention.from_env().stale_hours
         stale = monitor.stale_sources(_db_url(), hours)
         for source in stale:
-            log.warning(
-                "stale source %s: last success %s, %s failed runs in a row, last error %s: %s",
-                source["source"],
-                source["last_success"] or "never",
-                source["failure_streak"],
-                source["last_outcome"],
-                source["last_error"],
-            )
+            log.warning("stale source %s", one_line(monitor.stale_line(source)))  # it quotes the last error
         lines = [
             f"**retention**: {purged['raw_pages_deleted']} raw pages, {purged['crawl_log_deleted']} crawl_log rows "
             f"deleted · **analyzed** {len(tables)} tables",

@@ -3,6 +3,8 @@
 - `/newsdedup/` (nav entry "newsdedup"): server-rendered page with SVG charts (duplicate rate per source
   over time, cluster sizes, articles and copies per source), the latest stories with their copies, source
   health, recent runs and crawl errors. `/newsdedup/api/dashboard.json` serves the same data.
+  Rendered from autoescaped Jinja templates in newsdedup_dashboard_assets/; every response carries
+  SECURITY_HEADERS (a strict CSP: the page has no script and no inline style).
   Airflow does not authenticate plugin apps: every data route checks the caller's Airflow token (the
   UI's `_token` cookie or `Authorization: Bearer`) and read access to the news_ingest DAG itself.
 - A DAG run listener (runs in the scheduler) writes the run summary a task pushed as XCom `run_note`
@@ -11,15 +13,17 @@
 
 from __future__ import annotations
 
-import html
 import logging
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
+import jinja2
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +129,22 @@ def article_db_url() -> str:
         return url
 
 
-# --------------------------------------------------------------------------- SVG charts
+# --------------------------------------------------------------------------- page and charts
+
+ASSETS = Path(__file__).with_name("newsdedup_dashboard_assets")
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(ASSETS), autoescape=True, undefined=jinja2.StrictUndefined
+)
 
 
-def _e(value: object) -> str:
-    """Escape text for HTML and SVG."""
-    return html.escape(str(value), quote=True)
+def _charts() -> Any:
+    """The chart macros of charts.svg."""
+    return TEMPLATES.get_template("charts.svg").module
+
+
+def _r(value: float) -> float:
+    """A coordinate rounded to one decimal."""
+    return round(value, 1)
 
 
 def _pct(value: float) -> str:
@@ -143,47 +157,50 @@ def line_chart(series: dict[str, list[dict]], width: int = 640, height: int = 26
     buckets = sorted({point["t"] for points in series.values() for point in points})
     left, right, top, bottom = 44, 12, 12, 60
     plot_w, plot_h = width - left - right, height - top - bottom
-    parts = [
-        f'<svg class="chart" role="img" aria-label="Duplicate rate per source over time" '
-        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
-    ]
-    for pct in (0, 25, 50, 75, 100):
-        y = top + plot_h * (1 - pct / 100)
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e5e7eb"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">{pct}%</text>')
-    if not buckets:
-        parts.append(
-            f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">no articles yet</text>'
-        )
-        return "".join(parts) + "</svg>"
 
     def x_of(bucket: str) -> float:
         """Horizontal position of a time bucket."""
         if len(buckets) == 1:
-            return left + plot_w / 2
-        return left + plot_w * buckets.index(bucket) / (len(buckets) - 1)
+            return _r(left + plot_w / 2)
+        return _r(left + plot_w * buckets.index(bucket) / (len(buckets) - 1))
 
-    step = max(1, len(buckets) // 6)
-    for bucket in buckets[::step]:
-        parts.append(
-            f'<text x="{x_of(bucket):.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="axis">'
-            f"{_e(bucket[5:16].replace('T', ' '))}</text>"
-        )
-    for n, (source, points) in enumerate(sorted(series.items())):
-        color = PALETTE[n % len(PALETTE)]
-        coords = [(x_of(p["t"]), top + plot_h * (1 - p["rate"]), p) for p in points]
-        if len(coords) > 1:
-            path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in coords)
-            parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for x, y, p in coords:
-            parts.append(
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}"><title>{_e(source)} {_e(p["t"])}: '
-                f"{p['duplicates']} of {p['articles']} new articles were copies ({_pct(p['rate'])})</title></circle>"
-            )
+    def line(n: int, source: str, points: list[dict]) -> dict:
+        """One source's dots and legend entry."""
         lx, ly = left + (n % 3) * (plot_w / 3), top + plot_h + 32 + (n // 3) * 14
-        parts.append(f'<rect x="{lx:.1f}" y="{ly - 8}" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{lx + 14:.1f}" y="{ly + 1}" class="legend">{_e(source)}</text>')
-    return "".join(parts) + "</svg>"
+        dots = [
+            {
+                "x": x_of(p["t"]),
+                "y": _r(top + plot_h * (1 - p["rate"])),
+                "title": f"{source} {p['t']}: {p['duplicates']} of {p['articles']} new articles were copies "
+                f"({_pct(p['rate'])})",
+            }
+            for p in points
+        ]
+        color = PALETTE[n % len(PALETTE)]
+        return {
+            "source": source,
+            "color": color,
+            "dots": dots,
+            "key_x": _r(lx),
+            "key_y": ly - 8,
+            "label_x": _r(lx + 14),
+            "label_y": ly + 1,
+        }
+
+    grid = [(pct, _r(top + plot_h * (1 - pct / 100))) for pct in (0, 25, 50, 75, 100)]
+    step = max(1, len(buckets) // 6)
+    chart = {
+        "width": width,
+        "height": height,
+        "left": left,
+        "right_x": width - right,
+        "grid": [(pct, y, _r(y + 4)) for pct, y in grid],
+        "empty": not buckets,
+        "tick_y": top + plot_h + 16,
+        "ticks": [(x_of(b), b[5:16].replace("T", " ")) for b in buckets[::step]],
+        "lines": [line(n, s, points) for n, (s, points) in enumerate(sorted(series.items()))] if buckets else [],
+    }
+    return _charts().line_chart(chart)
 
 
 def bar_chart(bars: list[tuple[str, int]], label: str, width: int = 360, height: int = 220) -> str:
@@ -192,87 +209,69 @@ def bar_chart(bars: list[tuple[str, int]], label: str, width: int = 360, height:
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max((value for _, value in bars), default=0) or 1
     slot = plot_w / max(1, len(bars))
-    parts = [
-        f'<svg class="chart" role="img" aria-label="{_e(label)}" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
-    ]
+    shapes = []
     for n, (name, value) in enumerate(bars):
         bar_h = plot_h * value / peak
-        x = left + n * slot + slot * 0.15
-        y = top + plot_h - bar_h
-        parts.append(
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{bar_h:.1f}" fill="{PALETTE[0]}">'
-            f"<title>{_e(name)}: {value}</title></rect>"
+        x, y = left + n * slot + slot * 0.15, top + plot_h - bar_h
+        shapes.append(
+            {
+                "name": name,
+                "value": value,
+                "x": _r(x),
+                "y": _r(y),
+                "h": _r(bar_h),
+                "mid": _r(x + slot * 0.35),
+                "value_y": _r(y - 5),
+            }
         )
-        parts.append(
-            f'<text x="{x + slot * 0.35:.1f}" y="{y - 5:.1f}" text-anchor="middle" class="value">{value}</text>'
-        )
-        parts.append(
-            f'<text x="{x + slot * 0.35:.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="axis">'
-            f"{_e(name)}</text>"
-        )
-    if not bars:
-        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">no stories yet</text>')
-    return "".join(parts) + "</svg>"
+    chart = {
+        "label": label,
+        "width": width,
+        "height": height,
+        "bars": shapes,
+        "bar_w": _r(slot * 0.7),
+        "axis_y": top + plot_h + 16,
+        "color": PALETTE[0],
+    }
+    return _charts().bar_chart(chart)
 
 
 def stacked_bars(rows: list[dict], width: int = 640) -> str:
     """Horizontal bars per source: canonical articles and copies, as inline SVG."""
     row_h, left, right, top = 22, 190, 70, 8
-    height = top + row_h * max(1, len(rows)) + 26
     peak = max((row["articles"] for row in rows), default=0) or 1
     plot_w = width - left - right
-    parts = [
-        f'<svg class="chart" role="img" aria-label="Articles and copies per source" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
-    ]
+    shapes = []
     for n, row in enumerate(rows):
-        y = top + n * row_h
-        own = row["articles"] - row["duplicates"]
-        w_own, w_dup = plot_w * own / peak, plot_w * row["duplicates"] / peak
-        parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end" class="axis">{_e(row["source"])}</text>')
-        parts.append(f'<rect x="{left}" y="{y + 3}" width="{w_own:.1f}" height="15" fill="{PALETTE[0]}"/>')
-        parts.append(f'<rect x="{left + w_own:.1f}" y="{y + 3}" width="{w_dup:.1f}" height="15" fill="{PALETTE[1]}"/>')
-        parts.append(
-            f'<text x="{left + w_own + w_dup + 6:.1f}" y="{y + 14}" class="value">'
-            f"{row['articles']} / {row['duplicates']}</text>"
+        w_own = plot_w * (row["articles"] - row["duplicates"]) / peak
+        w_dup = plot_w * row["duplicates"] / peak
+        shapes.append(
+            {
+                "source": row["source"],
+                "articles": row["articles"],
+                "duplicates": row["duplicates"],
+                "y": top + n * row_h,
+                "w_own": _r(w_own),
+                "w_dup": _r(w_dup),
+                "dup_x": _r(left + w_own),
+                "value_x": _r(left + w_own + w_dup + 6),
+            }
         )
-    ly = top + row_h * max(1, len(rows)) + 12
-    parts.append(f'<rect x="{left}" y="{ly - 9}" width="10" height="10" fill="{PALETTE[0]}"/>')
-    parts.append(f'<text x="{left + 14}" y="{ly}" class="legend">first of its story</text>')
-    parts.append(f'<rect x="{left + 150}" y="{ly - 9}" width="10" height="10" fill="{PALETTE[1]}"/>')
-    parts.append(f'<text x="{left + 164}" y="{ly}" class="legend">copy of a stored story</text>')
-    return "".join(parts) + "</svg>"
-
-
-# --------------------------------------------------------------------------- page
-
-STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:16px;color:#111827;background:#fff}
-h1{font-size:20px;margin:0 0 12px} h2{font-size:16px;margin:22px 0 8px}
-.cards{display:flex;flex-wrap:wrap;gap:10px}
-.card{border:1px solid #e5e7eb;border-radius:8px;padding:10px 14px;min-width:120px}
-.card .n{font-size:24px;font-weight:600} .card .l{color:#6b7280;font-size:12px}
-.grid{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
-table{border-collapse:collapse;font-size:13px} td,th{border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left}
-th{color:#374151;font-weight:600} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.chart text{font-size:11px;fill:#374151} .chart .value{font-weight:600} .chart .empty{fill:#9ca3af;font-size:14px}
-.copies{margin:2px 0 0 16px;color:#374151} .muted{color:#6b7280} .bad{color:#b91c1c;font-weight:600}
-.ok{color:#15803d}
-"""
-
-
-def _link(url: str | None, text: object) -> str:
-    """An escaped link for http(s) URLs, plain text otherwise."""
-    if url and url.startswith(("http://", "https://")):
-        return f'<a href="{_e(url)}" target="_blank" rel="noopener noreferrer">{_e(text)}</a>'
-    return _e(text)
+    chart = {
+        "width": width,
+        "height": top + row_h * max(1, len(rows)) + 26,
+        "left": left,
+        "rows": shapes,
+        "legend_y": top + row_h * max(1, len(rows)) + 12,
+        "own_color": PALETTE[0],
+        "dup_color": PALETTE[1],
+    }
+    return _charts().stacked_bars(chart)
 
 
 def render_page(data: dict) -> str:
-    """The dashboard as one HTML page (no scripts)."""
+    """The dashboard as one HTML page (no scripts, no inline styles)."""
     totals = data["totals"]
-    last = totals.get("last_run") or {}
     cards = [
         ("articles", totals["articles"], "articles"),
         ("stories", totals["stories"], "stories"),
@@ -281,117 +280,19 @@ def render_page(data: dict) -> str:
         ("sources", totals["sources"], "enabled sources"),
         ("errors", totals["errors_24h"], "crawl errors (24 h)"),
     ]
-    out = [
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>newsdedup</title><style>{STYLE}</style>"
-        "</head><body><h1>newsdedup: duplicate-aware news ingestion</h1>",
-        "<div class='cards'>",
-        *(
-            f"<div class='card' data-metric='{key}'><div class='n'>{_e(value)}</div><div class='l'>{label}</div></div>"
-            for key, value, label in cards
-        ),
-        "</div>",
-    ]
-    if last:
-        status_class = "ok" if last.get("status") == "success" else "bad"
-        out.append(
-            f"<p class='muted'>last run <b>{_e(last['run_key'])}</b>: <span class='{status_class}'>"
-            f"{_e(last['status'])}</span>, {last['articles_new']} new articles, {last['stories_created']} stories "
-            f"created, {last['duplicates_found']} copies collapsed, {last['segments_removed']} segments removed</p>"
-        )
     sizes = [(f"{b['size']}+" if b["size"] >= 6 else str(b["size"]), b["stories"]) for b in data["cluster_sizes"]]
     rate = data["duplicate_rate"]
-    out += [
-        "<div class='grid'><div>",
-        f"<h2>Duplicate rate per source over time <span class='muted'>(per {_e(rate['bucket'])})</span></h2>",
-        line_chart(rate["series"]),
-        "</div><div><h2>Cluster sizes <span class='muted'>(articles per story)</span></h2>",
-        bar_chart(sizes, "Stories by number of articles"),
-        "</div></div>",
-        "<h2>Articles and copies per source</h2>",
-        stacked_bars(data["sources"]),
-        "<h2>Latest stories with their copies</h2>",
-        _stories_table(data["latest_stories"]),
-        "<h2>Sources</h2>",
-        _sources_table(data["sources"]),
-        "<h2>Recent runs</h2>",
-        _runs_table(data["recent_runs"]),
-        "<h2>Recent crawl errors</h2>",
-        _errors_table(data["recent_errors"]),
-        "<p class='muted'>Data: <a href='api/dashboard.json'>api/dashboard.json</a></p></body></html>",
-    ]
-    return "".join(out)
-
-
-def _stories_table(stories: list[dict]) -> str:
-    """Stories with copies, the canonical article first."""
-    if not stories:
-        return "<p class='muted'>No story has copies yet.</p>"
-    rows = []
-    for story in stories:
-        copies = "".join(
-            f"<li>{_link(c['url'], c['title'])} <span class='muted'>({_e(c['source'])}, {_e(c['method'])}"
-            f"{_similarity(c['similarity'])})</span></li>"
-            for c in story["copies"]
-        )
-        rows.append(
-            f"<tr data-story='{story['cluster_id']}'><td class='num'>{story['size']}</td><td>"
-            f"{_link(story['url'], story['title'])} <span class='muted'>({_e(story['source'])})</span>"
-            f"<ul class='copies'>{copies}</ul></td><td>{_e((story['last_seen_at'] or '')[:16])}</td></tr>"
-        )
-    return (
-        "<table id='stories'><tr><th>articles</th><th>story and copies</th><th>last copy</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
-
-
-def _similarity(value: float | None) -> str:
-    """A copy's similarity to its match, when there is one."""
-    return "" if value is None else f", similarity {value:.2f}"
-
-
-def _sources_table(sources: list[dict]) -> str:
-    """Per-source totals and latest result."""
-    rows = "".join(
-        f"<tr><td>{_e(s['source'])}</td><td class='num'>{s['articles']}</td><td class='num'>{s['duplicates']}</td>"
-        f"<td class='{'bad' if s['last_status'] == 'failed' else 'ok'}'>{_e(s['last_status'] or '-')}</td>"
-        f"<td class='num'>{s['failure_streak'] or 0}</td><td>{_e(s['last_error'] or '')}</td></tr>"
-        for s in sources
-    )
-    return (
-        "<table id='sources'><tr><th>source</th><th>articles</th><th>copies</th><th>last run</th>"
-        f"<th>failed in a row</th><th>last error</th></tr>{rows}</table>"
-    )
-
-
-def _runs_table(runs: list[dict]) -> str:
-    """Latest runs with their counts."""
-    rows = "".join(
-        f"<tr><td>{_e(r['run_key'])}</td><td class='{'ok' if r['status'] == 'success' else 'bad'}'>{_e(r['status'])}"
-        f"</td><td class='num'>{r['pages_fetched']}</td><td class='num'>{r['articles_new']}</td>"
-        f"<td class='num'>{r['stories_created']}</td><td class='num'>{r['duplicates_found']}</td>"
-        f"<td class='num'>{r['segments_removed']}</td><td class='num'>{r['errors']}</td></tr>"
-        for r in runs
-    )
-    return (
-        "<table id='runs'><tr><th>run</th><th>status</th><th>fetched</th><th>new</th><th>stories</th>"
-        f"<th>copies</th><th>segments</th><th>errors</th></tr>{rows}</table>"
-    )
-
-
-def _errors_table(errors: list[dict]) -> str:
-    """Latest failed requests."""
-    if not errors:
-        return "<p class='muted'>No crawl errors.</p>"
-    rows = "".join(
-        f"<tr><td>{_e((e['attempted_at'] or '')[:19])}</td><td>{_e(e['source'] or '')}</td>"
-        f"<td>{_e(e['outcome'])}</td><td class='num'>{_e(e['http_status'] or '')}</td>"
-        f"<td>{_link(e['url'], e['url'])}</td><td>{_e(e['error_message'] or '')}</td></tr>"
-        for e in errors
-    )
-    return (
-        "<table id='errors'><tr><th>time</th><th>source</th><th>outcome</th><th>HTTP</th><th>URL</th>"
-        f"<th>message</th></tr>{rows}</table>"
+    return TEMPLATES.get_template("page.html").render(
+        cards=cards,
+        last=totals.get("last_run") or {},
+        bucket=rate["bucket"],
+        rate_chart=line_chart(rate["series"]),
+        sizes_chart=bar_chart(sizes, "Stories by number of articles"),
+        sources_chart=stacked_bars(data["sources"]),
+        stories=data["latest_stories"],
+        sources=data["sources"],
+        runs=data["recent_runs"],
+        errors=data["recent_errors"],
     )
 
 
@@ -411,17 +312,47 @@ def _dashboard_data() -> dict:
     return monitor.dashboard(article_db_url())
 
 
+# The UI shows the page in an iframe from its own origin (the nav entry), so framing is limited to the same
+# origin, not denied. No script at all; the stylesheet is a served file, not inline.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def error_response(request: Request, status_code: int, detail: str) -> Response:
+    """An error as a short page for browsers, JSON for API clients."""
+    if "text/html" in request.headers.get("accept", ""):
+        body = TEMPLATES.get_template("error.html").render(detail=detail)
+        return HTMLResponse(body, status_code=status_code)
+    return JSONResponse({"detail": detail}, status_code=status_code)
+
+
+async def security_headers(request: Request, call_next: Any) -> Response:
+    """Add SECURITY_HEADERS to every response, an unexpected error's 500 included."""
+    try:
+        response = await call_next(request)
+    except Exception:
+        log.exception("newsdedup dashboard: %s %r failed", request.method, request.url.path)
+        response = error_response(request, 500, "internal error (see the API server's log)")
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 def create_app() -> FastAPI:
     """The dashboard's FastAPI app, mounted by Airflow's API server under /newsdedup."""
     app = FastAPI(title="newsdedup dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    app.middleware("http")(security_headers)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> Response:
-        """Errors as a short page for browsers, JSON for API clients."""
-        if "text/html" in request.headers.get("accept", ""):
-            body = f"<!doctype html><p>newsdedup dashboard: {_e(exc.detail)}</p>"
-            return HTMLResponse(body, status_code=exc.status_code)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    @app.exception_handler(StarletteHTTPException)  # also the router's 404 and 405
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """HTTP errors through error_response."""
+        return error_response(request, exc.status_code, str(exc.detail))
 
     @app.get("/", response_class=HTMLResponse)
     def page(user: Annotated[Any, Depends(authorized_user)]) -> HTMLResponse:
@@ -432,6 +363,11 @@ def create_app() -> FastAPI:
     def data(user: Annotated[Any, Depends(authorized_user)]) -> JSONResponse:
         """The dashboard's data."""
         return JSONResponse(_dashboard_data(), headers={"Cache-Control": "no-store"})
+
+    @app.get("/static/dashboard.css")
+    def stylesheet() -> Response:
+        """The page's stylesheet (no data, no login needed)."""
+        return Response((ASSETS / "dashboard.css").read_bytes(), media_type="text/css")
 
     @app.get("/icon.svg")
     def icon() -> Response:

@@ -17,7 +17,7 @@ scripts/pg.sh url airflow >/dev/null
 source scripts/airflow_env.sh
 
 step "Schema"
-$PY -m newsdedup db migrate
+newsdedup db migrate
 # Analysts query as newsdedup_analyst (role newsdedup_reader: SELECT only). Its password stays in the
 # cluster's 0600 password file: neither the screen nor psql's command line (seen by `ps`) holds a secret.
 scripts/pg.sh reader-url newsdedup >/dev/null
@@ -52,7 +52,7 @@ grep -E "Marking run .* successful|state=success" .demo/dags-test.log | tail -n 
 echo "DAG run finished in $(( $(date +%s) - start )) s (log: .demo/dags-test.log)"
 
 step "Summary"
-$PY -m newsdedup report
+newsdedup report
 for query in sql/queries/latest_stories.sql sql/queries/stories_by_sources.sql sql/queries/why_duplicate.sql; do
   step "Example query: $query"
   sed -n '/^-- /p' "$query"

@@ -167,7 +167,7 @@ up() {
   echo "sources: $sources_mode"
 
   say "Schema and Airflow metadata"
-  "$PY" -m newsdedup db migrate
+  newsdedup db migrate
   airflow db migrate > "$state/logs/db-migrate.log" 2>&1 || { tail -n 30 "$state/logs/db-migrate.log" >&2; exit 1; }
   echo "Airflow metadata in postgresql://postgres@127.0.0.1:$pg_port/airflow"
   admin_password

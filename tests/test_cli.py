@@ -1,4 +1,4 @@
-"""The command line, run as a user runs it: python -m newsdedup ... in a subprocess."""
+"""The command line, run as a user runs it: newsdedup ... (python -m newsdedup here) in a subprocess."""
 
 import argparse
 import json
@@ -9,6 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import psycopg2
 import pytest
 from newsdedup.cli import EXIT_BROKEN_PIPE, _parser
 
@@ -93,7 +94,7 @@ def test_every_command_has_help_with_an_example() -> None:
     for path in paths:
         done = cli(*path, "--help")
         assert done.returncode == 0, (path, done.stderr)
-        example = re.search(r"^examples?:\n  python -m newsdedup (.+)$", done.stdout, re.MULTILINE)
+        example = re.search(r"^examples?:\n  newsdedup (.+)$", done.stdout, re.MULTILINE)
         assert example, (path, done.stdout)
         assert example.group(1).startswith(" ".join(path)), (path, example.group(1))
 
@@ -223,3 +224,55 @@ def test_db_status_of_a_migrated_database(db_url: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     versions = [m["version"] for m in json.loads(done.stdout)["migrations"]]
     assert versions == sorted(p.stem for p in (REPO / "sql").glob("[0-9][0-9][0-9]_*.sql"))
+
+
+@pytest.mark.integration
+def test_maintain_prunes_what_the_maintenance_dag_prunes(db_url: str, tmp_path: Path) -> None:
+    with demo_site.start() as site:
+        sources = tmp_path / "sources.yaml"
+        demo_site.write_sources(site, sources)
+        env = {
+            "NEWSDEDUP_DB_URL": db_url,
+            "NEWSDEDUP_SOURCES": str(sources),
+            "NEWSDEDUP_ALLOW_NETWORKS": "127.0.0.0/8",
+            "NEWSDEDUP_MIN_HOST_DELAY": "0",
+        }
+        assert cli("ingest", env=env).returncode == 0
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM raw_pages")
+        (pages,) = cur.fetchone()
+        cur.execute("UPDATE raw_pages SET processed_at = now() - interval '8 days' WHERE raw_page_id % 2 = 0")
+        old_pages = cur.rowcount
+        cur.execute("UPDATE crawl_log SET attempted_at = now() - interval '91 days' WHERE request_kind = 'article'")
+        old_log = cur.rowcount
+    assert pages > 1 and old_pages > 0 and old_log > 0
+    done = cli("maintain", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert (out["raw_pages_deleted"], out["crawl_log_deleted"]) == (old_pages, old_log)
+    assert "raw_pages" in out["analyzed"] and out["stale_sources"] == []
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM raw_pages")
+        assert cur.fetchone() == (pages - old_pages,)
+    again = cli("maintain", env={**env, "NEWSDEDUP_RETAIN_RAW_PAGES_DAYS": "0"})
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"retention      {pages - old_pages} raw pages processed over 0 days ago, 0 ")
+    assert "stale sources  0 (no successful read for 24 h)" in again.stdout
+
+
+@pytest.mark.integration
+def test_db_migrate_says_how_when_the_login_may_not_create_the_database(pg_admin_url: str) -> None:
+    login = f"nocreate_{os.getpid()}"
+    with psycopg2.connect(pg_admin_url) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE ROLE {login} LOGIN NOCREATEDB PASSWORD 'kapali-kutu-42'")
+    try:
+        host = pg_admin_url.rsplit("@", 1)[1].rsplit("/", 1)[0]
+        url = f"postgresql://{login}:kapali-kutu-42@{host}/missing_{os.getpid()}"
+        done = cli("db", "migrate", env={"NEWSDEDUP_DB_URL": url})
+    finally:
+        with psycopg2.connect(pg_admin_url) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP ROLE {login}")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "kapali-kutu-42" not in done.stderr
+    assert f"database 'missing_{os.getpid()}' does not exist and could not be created" in done.stderr
+    assert f"createdb missing_{os.getpid()}" in done.stderr

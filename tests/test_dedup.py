@@ -556,3 +556,58 @@ def test_a_one_article_story_the_original_also_matches_joins_it_late() -> None:
     assert {s.cluster_id for s in dedup.store.get([1, 2, 3]).values()} == {2}
     assert dedup.store.clusters([1, 2]) == {2: dedup.store.clusters([2])[2]}
     assert dedup.store.clusters([2])[2].size == 3 and dedup.store.clusters([2])[2].canonical_id == 3
+
+
+def test_an_outlets_second_page_learns_its_block_before_its_own_decision() -> None:
+    """A brief that is only the outlet's second page, its block first: the block is learnt, then it matches."""
+    dedup = new_dedup()
+    original = assign_as(dedup, 1, "en_port_strike", "wire")
+    other = fixture("short_stories").split("\n\n")[0]
+    assert assign_as(dedup, 2, outlet_page(other), "courier", hours=1).method == "new"
+    brief = f"{fixture('template')}\n{cut_words(fixture('en_port_strike'), 0.3)}"
+    decision = assign_as(dedup, 3, brief, "courier", hours=2)
+    assert decision.cluster_id == original.cluster_id and decision.method == "containment", decision
+    learnt = dedup.store.source_marks({"courier": fingerprint_text(fixture("template"), "", dedup.params).shingles})
+    assert len(learnt["courier"]) > 100
+
+
+FOLLOW_UP = (
+    "Talks between the dock workers' union and the port's operators resumed on Tuesday evening at a hotel "
+    "outside Halvern, a day after the walkout began, with a mediator appointed by the regional government "
+    "chairing the first session.\n"
+    "Ships waiting at anchor rose to fourteen by the afternoon, according to the harbour master's daily "
+    "list, and two container lines said they would send their next calls to other ports until the dispute "
+    "was settled. A supermarket chain warned that fresh fruit deliveries could run short by the weekend.\n"
+    "Daniel Reyes told reporters that the government would not take sides, but that it expected a "
+    "proposal both parties could put to a vote before Friday. Union delegates said they would consult "
+    "members at three mass meetings on Wednesday morning before giving any answer to the operators."
+)
+
+
+def test_a_follow_up_repeating_a_briefs_paragraph_stays_apart_from_the_story() -> None:
+    """A follow-up repeats the paragraph a brief consists of: the story's canonical article does not support it."""
+    dedup = new_dedup()
+    original = assign_as(dedup, 1, "en_port_strike", "wire")
+    stories = fixture("short_stories").split("\n\n")
+    for i, story in enumerate(stories[:2], 2):
+        assign_as(dedup, i, outlet_page(story), "courier", hours=i)
+    background = paragraphs(fixture("en_port_strike"))[1]
+    brief = assign_as(dedup, 5, outlet_page(background), "courier", hours=3)
+    assert brief.cluster_id == original.cluster_id, brief
+    follow_up = assign_as(dedup, 6, f"{background}\n{FOLLOW_UP}", "daily", hours=26)
+    assert follow_up.method == "new", follow_up
+    nearest = follow_up.evidence["nearest"]
+    assert nearest["candidate"] == 5 and nearest["containment"] >= 0.8 and nearest["unsupported_by"] == 1
+    copy = assign_as(dedup, 7, wrapped(fixture("en_port_strike")), "gazette", hours=4)
+    assert copy.cluster_id == original.cluster_id  # a real copy is supported by the canonical article
+
+
+def test_two_outlets_printing_one_block_are_not_rewrites_of_each_other() -> None:
+    """One publisher's two sites print the same block under different stories: shared verbatim, not rewritten."""
+    dedup = new_dedup()
+    stories = fixture("short_stories").split("\n\n")
+    first = assign_as(dedup, 1, outlet_page(stories[0]), "courier")
+    second = assign_as(dedup, 2, outlet_page(stories[1]), "herald", hours=2)
+    assert first.method == second.method == "new", second
+    nearest = second.evidence["nearest"]
+    assert nearest["candidate"] == 1 and nearest["jaccard"] >= 0.3  # rewrite_jaccard's score, refused

@@ -957,3 +957,103 @@ def test_robots_fetch_is_reported_once(http_server: LocalHTTPServer) -> None:
     assert [r.url for r in first.robots] == [http_server.url("/robots.txt")]
     assert first.robots[0].ok and first.robots[0].status == 200
     assert second.robots == []
+
+
+# ------------------------------------------------------------------ hostile compression (issue 19)
+
+
+def _member_of_exactly(size: int) -> bytes:
+    """A gzip member (stored, not compressed) of exactly `size` bytes."""
+    for n in range(size - 64, size):
+        member = gzip.compress(bytes(i % 251 for i in range(n)), compresslevel=0, mtime=0)
+        if len(member) == size:
+            return member
+    raise AssertionError(f"no stored gzip member of {size} bytes")
+
+
+def _two_writes(first: bytes, second: bytes, encoding: str = "gzip") -> object:
+    """Send a body in two writes with a pause between them, so the client's first read ends after `first`."""
+
+    def handler(h: RequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/html; charset=utf-8")
+        h.send_header("Content-Encoding", encoding)
+        h.send_header("Content-Length", str(len(first) + len(second)))
+        h.end_headers()
+        h.wfile.write(first)
+        h.wfile.flush()
+        if not h.pause(0.3):
+            h.wfile.write(second)
+            h.wfile.flush()
+
+    return handler
+
+
+def test_5000_empty_gzip_members_then_a_page(http_server: LocalHTTPServer) -> None:
+    data = gzip.compress(b"") * 5000 + gzip.compress(TURKISH.encode("utf-8"))
+    http_server.route("/gz", static(data, headers={"Content-Encoding": "gzip"}))
+    result = fetch(http_server, "/gz")
+    assert result.ok and result.text == TURKISH, (result.outcome, result.error_class, result.error_message)
+
+
+def test_gzip_member_starting_at_a_read_chunk_boundary_is_kept(http_server: LocalHTTPServer) -> None:
+    from newsdedup.fetch import READ_CHUNK
+
+    first = _member_of_exactly(READ_CHUNK)
+    second = gzip.compress(b"<p>the second member</p>")
+    http_server.route("/gz", _two_writes(first, second))
+    result = fetch(http_server, "/gz")
+    assert result.ok and result.body == gzip.decompress(first) + b"<p>the second member</p>"
+
+
+@pytest.mark.parametrize("cut", [0, 1], ids=["at-the-member-boundary", "inside-the-magic-bytes"])
+def test_gzip_members_split_anywhere_between_reads(cut: int) -> None:
+    from newsdedup.fetch import _BodyDecoder
+
+    one, two = gzip.compress(b"<p>one</p>"), gzip.compress(b"<p>two</p>")
+    decoder = _BodyDecoder(["gzip"], 1_000_000)
+    pieces = [one + two[:cut], two[cut:]]
+    assert b"".join(decoder.feed(piece) for piece in pieces) == b"<p>one</p><p>two</p>"
+
+
+def test_many_gzip_members_stay_under_the_cap(http_server: LocalHTTPServer) -> None:
+    # Each member inflates 100 KB: together they pass the cap, which counts across members.
+    data = gzip.compress(b"\0" * 100_000) * 50
+    http_server.route("/gz", static(data, headers={"Content-Encoding": "gzip"}))
+    result = fetch(http_server, "/gz", max_decompressed_bytes=1_000_000)
+    assert (result.outcome, result.error_class) == ("too_large", "DecompressedTooLarge")
+
+
+def _bounded_brotli() -> object:
+    """The brotli module when it can cap its output (1.2 or later), else skip."""
+    brotli = pytest.importorskip("brotli")
+    if not hasattr(brotli.Decompressor, "can_accept_more_data"):
+        pytest.skip("brotli older than 1.2 cannot cap its output: br is not accepted")
+    return brotli
+
+
+def test_brotli_page_is_decoded(http_server: LocalHTTPServer) -> None:
+    brotli = _bounded_brotli()
+    http_server.route("/br", static(brotli.compress(TURKISH.encode("utf-8")), headers={"Content-Encoding": "br"}))
+    result = fetch(http_server, "/br")
+    assert "br" in ACCEPT_ENCODING and result.ok and result.text == TURKISH
+
+
+def test_brotli_bomb_is_cut_at_the_cap(http_server: LocalHTTPServer) -> None:
+    brotli = _bounded_brotli()
+    bomb = brotli.compress(b"\0" * (64 * 1024 * 1024), quality=5)
+    http_server.route("/br", static(bomb, headers={"Content-Encoding": "br"}))
+    result = fetch(http_server, "/br", max_decompressed_bytes=2 * 1024 * 1024)
+    assert (result.outcome, result.error_class) == ("too_large", "DecompressedTooLarge")
+    assert len(bomb) < 100_000 and result.nbytes <= len(bomb)
+
+
+def test_brotli_is_refused_without_a_bounded_decoder(http_server: LocalHTTPServer) -> None:
+    from newsdedup import fetch as fetch_module
+
+    if fetch_module.brotli is not None:
+        pytest.skip("a bounded brotli decoder is installed")
+    http_server.route("/br", static(b"\x1b\x00\x00", headers={"Content-Encoding": "br"}))
+    result = fetch(http_server, "/br")
+    assert "br" not in ACCEPT_ENCODING
+    assert (result.outcome, result.error_class) == ("unsupported_content_type", "UnsupportedContentEncoding")

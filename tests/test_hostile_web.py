@@ -16,6 +16,7 @@ so the file runs in well under a minute and a half.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 import yaml
-from newsdedup import pipeline
+from newsdedup import monitor, pipeline
 from newsdedup.config import ConfigError, Settings
 from newsdedup.fetch import Fetcher, FetchPolicy
 from newsdedup.sources import Source
@@ -724,3 +725,119 @@ def test_robots_txt_is_shared_between_runs(world: World) -> None:
     assert [r for r in world.log("good") if r.request_kind == "robots"] == []
     stored = world.query("SELECT origin, verdict FROM robots_txt ORDER BY origin")
     assert stored == [(world.good.base_url, "parsed"), (world.bad.base_url, "allow_all")]
+
+
+# ------------------------------------------------------------------ bounded parsing, clean logs (issue 19)
+
+
+def _scrambled(items: list) -> list:
+    """The even-numbered items, then the odd ones: neither oldest nor newest first."""
+    return items[::2] + items[1::2]
+
+
+def _queued(world: World) -> set[str]:
+    """Article URLs of the bad source that this run tried."""
+    return {r.url for r in world.log() if r.request_kind == "article"}
+
+
+def _dated_items(world: World, count: int) -> list[tuple[str, str]]:
+    """`count` items of the bad site, item i published i minutes after a start, in scrambled order."""
+    start = datetime(2026, 3, 14, tzinfo=UTC)
+    dates = [format_datetime(start + timedelta(minutes=i), usegmt=True) for i in range(count)]
+    return _scrambled([(world.bad.url(f"/a/{i}"), date) for i, date in enumerate(dates)])
+
+
+def test_depth_bomb_feed_is_refused_before_parsing(world: World) -> None:
+    bomb = rss([world.bad.url("/page")]).replace("<title>Feed</title>", "<x>" * 200_000 + "</x>" * 200_000)
+    world.bad.route("/feed.xml", feed_handler(bomb))
+    report = world.crawl()
+    feed = world.row_for("/feed.xml", "feed")
+    assert (feed.outcome, feed.error_class) == ("parse_error", "TooDeep")
+    assert "NEWSDEDUP_MAX_XML_DEPTH" in (feed.error_message or "")
+    assert report["failed"] is True and world.bad.hits("/page") == 0
+
+
+def test_depth_bomb_that_is_not_well_formed_is_refused(world: World) -> None:
+    # Leading junk makes the XML parser give up at once; feedparser's lenient parser would read on.
+    world.bad.route("/feed.xml", feed_handler("junk <rss><channel>" + "<x>" * 200_000))
+    world.crawl()
+    feed = world.row_for("/feed.xml", "feed")
+    assert (feed.outcome, feed.error_class) == ("parse_error", "TooDeep")
+
+
+def test_feed_over_the_entry_cap_keeps_the_newest(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSDEDUP_MAX_FEED_ENTRIES", "50")
+    world.bad.route("/feed.xml", feed_handler(rss(_dated_items(world, 200))))
+    world.bad.route("/robots.txt", static("User-agent: *\nDisallow: /a/\n", content_type="text/plain"))
+    report = world.crawl(max_articles=100)
+    feed = world.row_for("/feed.xml", "feed")
+    assert (feed.outcome, feed.error_class) == ("truncated", "TooManyEntries"), feed
+    assert "200 entries" in (feed.error_message or "") and "NEWSDEDUP_MAX_FEED_ENTRIES" in (feed.error_message or "")
+    assert report["failed"] is False and report["urls_discovered"] == 50
+    assert _queued(world) == {world.bad.url(f"/a/{i}") for i in range(150, 200)}  # the newest, not the first listed
+
+
+def test_json_feed_over_the_entry_cap_keeps_the_newest(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSDEDUP_MAX_FEED_ENTRIES", "10")
+    start = datetime(2026, 3, 14, tzinfo=UTC)
+    dates = [(start + timedelta(hours=i)).isoformat() for i in range(40)]
+    items = [{"id": str(i), "url": f"/a/{i}", "date_published": date} for i, date in enumerate(dates)]
+    feed = {"version": "https://jsonfeed.org/version/1.1", "title": "Many", "items": _scrambled(items)}
+    world.bad.route("/feed.json", static(json.dumps(feed), content_type="application/feed+json"))
+    world.bad.route("/robots.txt", static("User-agent: *\nDisallow: /a/\n", content_type="text/plain"))
+    report = world.crawl(url=world.bad.url("/feed.json"), kind="jsonfeed", max_articles=100)
+    row = world.row_for("/feed.json", "feed")
+    assert (row.outcome, row.error_class, report["urls_discovered"]) == ("truncated", "TooManyEntries", 10)
+    assert _queued(world) == {world.bad.url(f"/a/{i}") for i in range(30, 40)}
+
+
+def test_sitemap_over_the_url_cap_keeps_the_newest(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSDEDUP_MAX_SITEMAP_URLS", "20")
+    start = datetime(2026, 3, 14, tzinfo=UTC)
+    urls = _scrambled([(world.bad.url(f"/a/{i}"), (start + timedelta(days=i)).date().isoformat()) for i in range(60)])
+    body = (
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        + "".join(f"<url><loc>{loc}</loc><lastmod>{day}</lastmod></url>" for loc, day in urls)
+        + "</urlset>"
+    )
+    world.bad.route("/sitemap.xml", static(body, content_type="application/xml"))
+    world.bad.route("/robots.txt", static("User-agent: *\nDisallow: /a/\n", content_type="text/plain"))
+    report = world.crawl(url=world.bad.url("/sitemap.xml"), kind="sitemap", max_articles=100)
+    row = world.row_for("/sitemap.xml", "feed")
+    assert (row.outcome, row.error_class) == ("truncated", "TooManyEntries")
+    assert "NEWSDEDUP_MAX_SITEMAP_URLS" in (row.error_message or "") and report["urls_discovered"] == 20
+    assert _queued(world) == {world.bad.url(f"/a/{i}") for i in range(40, 60)}
+
+
+def _no_raw_controls(text: str) -> bool:
+    """True when text has no CR, LF or escape character."""
+    return not any(ch in text for ch in "\r\n\x1b")
+
+
+def test_reason_phrase_with_cr_does_not_forge_log_lines(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    def forged(h: RequestHandler) -> None:
+        h.wfile.write(b"HTTP/1.1 404 Gone\rFORGED INFO line\x1b[2J\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    world.bad.route("/feed.xml", forged)
+    caplog.set_level(logging.DEBUG)
+    report = world.crawl()
+    feed = world.row_for("/feed.xml", "feed")
+    assert feed.outcome == "http_error" and feed.error_message == "HTTP 404 Gone\\rFORGED INFO line\\x1b[2J"
+    lines = [r.getMessage() for r in caplog.records if "FORGED" in r.getMessage()]
+    assert lines and all(_no_raw_controls(line) for line in lines), lines
+    label = monitor.crawl_label(monitor.record_crawl(world.db_url, world.run_id, report))
+    assert "FORGED" in label and _no_raw_controls(label), label
+
+
+def test_sitemap_root_tag_with_lf_does_not_forge_log_lines(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    body = '<?xml version="1.0"?><evil xmlns="urn:x&#10;ERROR FORGED line&#13;"><url/></evil>'
+    world.bad.route("/sitemap.xml", static(body, content_type="application/xml"))
+    caplog.set_level(logging.DEBUG)
+    report = world.crawl(url=world.bad.url("/sitemap.xml"), kind="sitemap")
+    row = world.row_for("/sitemap.xml", "feed")
+    assert (row.outcome, row.error_class) == ("parse_error", "SitemapParseError")
+    assert "urn:x\\nERROR FORGED line\\r" in (row.error_message or ""), row
+    lines = [r.getMessage() for r in caplog.records if "FORGED" in r.getMessage()]
+    assert lines and all(_no_raw_controls(line) for line in lines), lines
+    label = monitor.crawl_label(monitor.record_crawl(world.db_url, world.run_id, report))
+    assert "FORGED" in label and _no_raw_controls(label), label

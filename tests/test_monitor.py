@@ -1,15 +1,18 @@
 """Monitoring against real PostgreSQL and the demo site: per-source results, summaries, checks, maintenance."""
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
+import psycopg2.extras
 import pytest
 import yaml
-from newsdedup import monitor, pipeline
+from newsdedup import monitor, pipeline, store
 from newsdedup.config import Settings
 
 from demo import site as demo_site
+from tests.conftest import REPO, _create_database, _drop_database
 
 pytestmark = pytest.mark.integration
 BROKEN = "broken-feed"
@@ -251,3 +254,105 @@ def test_dashboard_page_escapes_stored_text_and_draws_charts(runs: dict) -> None
         assert source in page and len(points) >= 1
     assert ui.line_chart({}).count("no articles yet") == 1
     assert ui.bar_chart([], "empty").count("no stories yet") == 1
+
+
+# --------------------------------------------------------------------------- the CLI's run writes what the DAG's does
+
+CRAWL_COLUMNS = (
+    "status",
+    "error",
+    "failure_streak",
+    "urls_discovered",
+    "urls_skipped_known",
+    "pages_fetched",
+    "pages_failed",
+    "robots_disallowed",
+    "feeds_not_modified",
+    "extract_failed",
+)
+# Which source a page announced by two outlets is credited to, and which copy of a story came first,
+# follow the order pages arrive in: compared as totals.
+ORDER_COLUMNS = ("articles_new", "articles_revised", "duplicates")
+
+
+def source_rows(db_url: str, run_id: int) -> dict[str, dict]:
+    with psycopg2.connect(db_url) as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            "SELECT s.name, r.* FROM source_runs r JOIN sources s USING (source_id) WHERE r.run_id = %s", (run_id,)
+        )
+        return {row.pop("name"): dict(row) for row in cur.fetchall()}
+
+
+def run_row(db_url: str, run_id: int) -> dict:
+    with psycopg2.connect(db_url) as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute("SELECT * FROM pipeline_runs WHERE run_id = %s", (run_id,))
+        row = dict(cur.fetchone())
+    return {k: v for k, v in row.items() if k not in ("run_id", "run_key", "trigger", "started_at", "finished_at")}
+
+
+def with_broken_feed(site, path: Path) -> Path:
+    demo_site.write_sources(site, path)
+    config = yaml.safe_load(path.read_text())
+    config["sources"].append({"name": BROKEN, "url": site.url("/no-such-outlet/rss.xml"), "kind": "rss"})
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_cli_ingest_writes_what_a_dag_run_writes(
+    db_url: str, pg_admin_url: str, site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSDEDUP_ALLOW_NETWORKS", "127.0.0.0/8")
+    monkeypatch.setenv("NEWSDEDUP_MIN_HOST_DELAY", "0")
+    sources = with_broken_feed(site, tmp_path / "sources.yaml")
+    cli_db = _create_database(pg_admin_url)
+    try:
+        with store.connect(cli_db) as conn:
+            store.migrate(conn)
+        dag_summary, _ = dag_like_run(Settings(db_url=db_url, sources_path=sources), "manual__dag")
+        cli_row = pipeline.run_once(Settings(db_url=cli_db, sources_path=sources))
+        dag_sources, cli_sources = source_rows(db_url, dag_summary["run_id"]), source_rows(cli_db, cli_row["run_id"])
+        assert set(cli_sources) == set(dag_sources) and BROKEN in cli_sources
+        for name, dag in dag_sources.items():
+            cli = cli_sources[name]
+            assert {c: cli[c] for c in CRAWL_COLUMNS} == {c: dag[c] for c in CRAWL_COLUMNS}, name
+            assert cli["summarised_at"] is not None and dag["summarised_at"] is not None
+        for column in ORDER_COLUMNS:
+            assert sum(r[column] for r in cli_sources.values()) == sum(r[column] for r in dag_sources.values())
+        assert sum(r["articles_new"] for r in cli_sources.values()) == len(site.article_urls())
+        assert cli_sources[BROKEN]["status"] == "failed" and cli_sources[BROKEN]["failure_streak"] == 1
+        assert run_row(cli_db, cli_row["run_id"]) == run_row(db_url, dag_summary["run_id"])
+        assert cli_row["failed_sources"] == [BROKEN]
+        # The example query counts the failures of each source's last crawl, not of all time.
+        outlet = next(name for name, row in cli_sources.items() if row["articles_new"])
+        query(
+            cli_db,
+            "INSERT INTO crawl_log (run_id, source_id, url, request_kind, outcome, http_status, attempted_at) "
+            "SELECT NULL, source_id, url, 'feed', 'http_error', 503, now() - interval '10 days' "
+            "FROM sources WHERE name = %s",
+            (outlet,),
+        )
+        per_source = query(cli_db, (REPO / "sql" / "queries" / "articles_per_source.sql").read_text())
+        assert per_source and {row[0] for row in per_source} >= {outlet}
+        assert all(row[-1] == 0 for row in per_source), per_source
+    finally:
+        _drop_database(pg_admin_url, cli_db)
+
+
+def test_an_ingest_with_nothing_to_extract_starts_no_pool(
+    db_url: str, site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("NEWSDEDUP_ALLOW_NETWORKS", "127.0.0.0/8")
+    monkeypatch.setenv("NEWSDEDUP_MIN_HOST_DELAY", "0")
+    monkeypatch.setenv("NEWSDEDUP_WORKERS", "2")
+    sources = tmp_path / "sources.yaml"
+    demo_site.write_sources(site, sources)
+    settings = Settings(db_url=db_url, sources_path=sources)
+    started = "extraction pool: 2 worker processes started"
+    with caplog.at_level(logging.INFO, logger="newsdedup.process"):
+        first = pipeline.run_once(settings)
+    assert first["pages_fetched"] > 0 and started in caplog.messages  # pages to extract: the pool ran
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="newsdedup.process"):
+        second = pipeline.run_once(settings)
+    assert second["pages_fetched"] == 0 and second["status"] == "success"
+    assert started not in caplog.messages

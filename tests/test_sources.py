@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from newsdedup.config import ConfigError
+from newsdedup.feedscan import ParseLimits
 from newsdedup.fetch import Fetcher, FetchPolicy
 from newsdedup.robots import parsed_rules
 from newsdedup.sources import (
@@ -20,6 +21,7 @@ from newsdedup.sources import (
     parse_feed,
     parse_json_feed,
 )
+from newsdedup.textsafe import one_line
 
 from tests.httpfixtures import LocalHTTPServer, http_server_fixture, static  # noqa: F401
 
@@ -121,7 +123,7 @@ def test_missing_sources_file(tmp_path: Path) -> None:
 
 
 def test_rss_entries_are_absolute_canonical_and_unique() -> None:
-    entries = parse_feed(RSS, "https://kiyi.example.com/rss.xml")
+    entries = parse_feed(RSS, "https://kiyi.example.com/rss.xml").entries
     assert [e.url for e in entries] == [
         "https://kiyi.example.com/2026/03/birinci.html",
         "https://kiyi.example.com/2026/03/ikinci.html",
@@ -131,7 +133,7 @@ def test_rss_entries_are_absolute_canonical_and_unique() -> None:
 
 
 def test_atom_entries_keep_updated_time() -> None:
-    (entry,) = parse_feed(ATOM, "https://ledger.example.com/atom.xml")
+    (entry,) = parse_feed(ATOM, "https://ledger.example.com/atom.xml").entries
     assert entry.title == "Bridge"
     assert entry.updated_at is not None and entry.updated_at.hour == 9
 
@@ -180,8 +182,8 @@ XXE = """<?xml version="1.0"?>
 
 
 def test_old_and_rdf_rss_versions() -> None:
-    assert [e.url for e in parse_feed(RSS091, "https://old.example.com/rss")] == ["https://old.example.com/one.html"]
-    (entry,) = parse_feed(RSS10, "https://rdf.example.com/rss")
+    assert [e.url for e in parse_feed(RSS091, "https://old.example.com/rss").entries] == ["https://old.example.com/one.html"]
+    (entry,) = parse_feed(RSS10, "https://rdf.example.com/rss").entries
     assert entry.url == "https://rdf.example.com/a.html" and entry.published_at is not None
 
 
@@ -211,7 +213,7 @@ def test_future_and_ancient_dates_are_dropped() -> None:
 <item><link>https://x.example/1</link><pubDate>Sat, 14 Mar 2999 08:00:00 GMT</pubDate></item>
 <item><link>https://x.example/2</link><pubDate>Mon, 01 Jan 1900 00:00:00 GMT</pubDate></item>
 <item><link>https://x.example/3</link><pubDate>31 Foo 2026 99:99</pubDate></item></channel></rss>"""
-    assert [e.published_at for e in parse_feed(feed, "https://x.example/rss")] == [None, None, None]
+    assert [e.published_at for e in parse_feed(feed, "https://x.example/rss").entries] == [None, None, None]
 
 
 def test_json_feed() -> None:
@@ -232,7 +234,7 @@ def test_json_feed() -> None:
             "junk",
         ],
     }
-    entries = parse_json_feed(json.dumps(feed), "https://wire.example.com/feed.json")
+    entries = parse_json_feed(json.dumps(feed), "https://wire.example.com/feed.json").entries
     assert [e.url for e in entries] == ["https://wire.example.com/2026/a.html", "https://other.example.org/b.html"]
     assert entries[0].title == "A story" and entries[0].published_at.hour == 5
     assert entries[1].updated_at is not None and entries[1].published_at == entries[1].updated_at
@@ -687,3 +689,89 @@ def test_home_page_source_end_to_end(db_url: str, http_server: LocalHTTPServer) 
         ("feed", http_server.url("/rss.xml")),
         ("feed", http_server.url("/sitemaps/news.xml")),
     ]
+
+
+# ------------------------------------------------------------------ bounded parsing (issue 19)
+
+
+def _rss_items(items: list[tuple[str, str | None]], prefix: str = "") -> str:
+    """An RSS feed of (path, pubDate or None) items on x.example."""
+    body = "".join(
+        f"<item><title>{path}</title><link>https://x.example/{path}</link>"
+        + (f"<pubDate>{date}</pubDate>" if date else "")
+        + "</item>"
+        for path, date in items
+    )
+    return f'{prefix}<rss version="2.0"><channel><title>t</title>{body}</channel></rss>'
+
+
+@pytest.mark.parametrize("prefix", ["", "junk before the root "], ids=["well-formed", "not-well-formed"])
+def test_a_feed_nested_too_deep_is_refused_before_parsing(prefix: str) -> None:
+    deep = _rss_items([("a", None)], prefix).replace("<title>t</title>", "<x>" * 5000 + "</x>" * 5000)
+    with pytest.raises(FeedError) as info:
+        parse_feed(deep, "https://x.example/rss", ParseLimits(max_depth=100))
+    assert info.value.error_class == "TooDeep" and "100" in info.value.message
+
+
+def test_a_feed_within_the_depth_limit_is_read() -> None:
+    xhtml = '<div xmlns="http://www.w3.org/1999/xhtml">' + "<div>" * 40 + "deep" + "</div>" * 40 + "</div>"
+    atom = ATOM.replace("<title>Bridge</title>", f'<title>Bridge</title><content type="xhtml">{xhtml}</content>')
+    listing = parse_feed(atom, "https://ledger.example.com/atom.xml", ParseLimits(max_depth=60))
+    assert [e.url for e in listing.entries] == ["https://ledger.example.com/bridge.html"] and listing.dropped == 0
+
+
+def test_a_feed_over_the_cap_keeps_the_newest_dated_then_the_first_undated() -> None:
+    items = [
+        ("undated-1", None),
+        ("old", "Sat, 14 Mar 2026 08:00:00 GMT"),
+        ("newest", "Sat, 14 Mar 2026 12:00:00 GMT"),
+        ("undated-2", None),
+        ("middle", "Sat, 14 Mar 2026 10:00:00 GMT"),
+        ("bad-date", "someday"),
+    ]
+    listing = parse_feed(_rss_items(items), "https://x.example/rss", ParseLimits(max_feed_entries=4))
+    assert [e.title for e in listing.entries] == ["undated-1", "old", "newest", "middle"]  # feed order kept
+    assert (listing.listed, listing.dropped) == (6, 2)
+
+
+def test_an_atom_feed_over_the_cap() -> None:
+    entries = "".join(
+        f'<entry><title>e{i}</title><link href="https://x.example/e{i}"/><updated>2026-03-{10 + i}T08:00:00Z</updated>'
+        "</entry>"
+        for i in range(8)
+    )
+    atom = f'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>{entries}</feed>'
+    listing = parse_feed(atom, "https://x.example/atom", ParseLimits(max_feed_entries=3))
+    assert [e.title for e in listing.entries] == ["e5", "e6", "e7"] and listing.dropped == 5
+
+
+def test_a_broken_feed_over_the_cap_is_refused() -> None:
+    # lxml cannot read it, so it cannot be cut; feedparser would read every entry.
+    broken = _rss_items([(f"p{i}", None) for i in range(20)], prefix="junk ")
+    with pytest.raises(FeedError) as info:
+        parse_feed(broken, "https://x.example/rss", ParseLimits(max_feed_entries=5))
+    assert info.value.error_class == "TooManyEntries"
+    assert len(parse_feed(broken, "https://x.example/rss", ParseLimits(max_feed_entries=20)).entries) == 20
+
+
+def test_a_cut_feed_that_declares_entities_is_refused() -> None:
+    with pytest.raises(FeedError) as info:
+        parse_feed(ENTITY_BOMB.replace("</channel>", "<item><link>https://x.example/2</link></item></channel>"),
+                   "https://x.example/rss", ParseLimits(max_feed_entries=1))
+    assert info.value.error_class == "EntitiesForbidden"
+
+
+def test_parse_limits_come_from_the_settings() -> None:
+    limits = ParseLimits.from_env({"NEWSDEDUP_MAX_FEED_ENTRIES": "5", "NEWSDEDUP_MAX_XML_DEPTH": "40"})
+    assert (limits.max_feed_entries, limits.max_depth, limits.max_sitemap_urls) == (5, 40, 50_000)
+    assert ParseLimits() == ParseLimits(100, 10_000, 50_000)
+    with pytest.raises(ConfigError, match="NEWSDEDUP_MAX_XML_DEPTH: must be <= 250"):
+        ParseLimits.from_env({"NEWSDEDUP_MAX_XML_DEPTH": "300"})
+
+
+def test_titles_and_messages_from_the_web_are_one_line() -> None:
+    feed = _rss_items([("a", None)]).replace("<title>a</title>", "<title>Evil\x1b[2J title&#13;</title>")
+    (entry,) = parse_feed(feed, "https://x.example/rss").entries
+    assert entry.title == "Evil\\x1b[2J title"
+    assert FeedError("X", "root <{urn:a\nb}x>\r").message == "root <{urn:a\\nb}x>\\r"
+    assert one_line("a\u2028b\x85c\td", 5) == "a\\u2…"

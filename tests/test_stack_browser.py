@@ -191,6 +191,8 @@ def test_browser_sees_the_run_its_note_and_the_dashboard(stack: dict, finished_r
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(30_000)
+            console: list[str] = []  # every frame's console: a blocked stylesheet or script is reported here
+            page.on("console", lambda message: console.append(message.text))
             page.goto(base + "/")
             page.get_by_label("Username").fill("admin")
             page.get_by_label("Password").fill(stack["password"])
@@ -230,11 +232,28 @@ def test_browser_sees_the_run_its_note_and_the_dashboard(stack: dict, finished_r
             expect(frame.locator("svg[aria-label='Duplicate rate per source over time'] circle").first).to_be_attached()
             expect(frame.locator("#stories tr[data-story]").first).to_be_visible()
             expect(frame.get_by_text("Latest stories with their copies")).to_be_visible()
+            expect(frame.locator(".card").first).to_have_css("border-top-left-radius", "8px")  # stylesheet allowed
             page.screenshot(path=str(ARTIFACTS / "stack-4-dashboard.png"), full_page=True)
             dashboard = browser.new_page(viewport={"width": 1300, "height": 1000})
+            dashboard.on("console", lambda message: console.append(message.text))
             dashboard.context.add_cookies(page.context.cookies())
-            dashboard.goto(base + "/newsdedup/")
+            response = dashboard.goto(base + "/newsdedup/")
+            assert response is not None and response.status == 200
+            headers = response.all_headers()
             expect(dashboard.locator("[data-metric=articles] .n")).to_have_text(str(articles))
+            expect(dashboard.locator(".card").first).to_have_css("border-top-left-radius", "8px")
             dashboard.screenshot(path=str(ARTIFACTS / "stack-5-dashboard-page.png"), full_page=True)
+            clean = list(console)
+            # The policy is enforced and its reports reach `console`: an injected inline style is refused.
+            inject = "() => document.head.appendChild(document.createElement('style')).textContent = 'h1{color:red}'"
+            with dashboard.expect_console_message(lambda message: "Content Security Policy" in message.text):
+                dashboard.evaluate(inject)
+            expect(dashboard.locator("h1")).not_to_have_css("color", "rgb(255, 0, 0)")
         finally:
             browser.close()
+    # The page works under its own headers, as the API server sends them: framed by the UI (same origin).
+    assert "default-src 'none'" in headers["content-security-policy"], headers
+    assert "frame-ancestors 'self'" in headers["content-security-policy"], headers
+    assert (headers["x-frame-options"], headers["x-content-type-options"]) == ("SAMEORIGIN", "nosniff"), headers
+    assert headers["referrer-policy"] == "no-referrer", headers
+    assert not [text for text in clean if "Content Security Policy" in text], clean

@@ -1,4 +1,4 @@
-"""Command line: python -m newsdedup <command>."""
+"""Command line: newsdedup <command> (the console script make venv installs; also python -m newsdedup)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,18 @@ import gzip
 import json
 import logging
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 
-from newsdedup import pipeline, store
+import psycopg2
+import psycopg2.extensions
+import psycopg2.sql
+
+from newsdedup import monitor, pipeline, store
 from newsdedup.clean import clean_article, load_plain_text
 from newsdedup.config import ConfigError, RedactFilter, Settings, redact
 from newsdedup.dedup import cluster_jsonl
@@ -78,7 +83,7 @@ def _command(
     sub: argparse._SubParsersAction, name: str, summary: str, *examples: str, func: Handler | None = None
 ) -> argparse.ArgumentParser:
     """Add a sub-command whose --help ends with examples; it runs func (or has sub-commands of its own)."""
-    lines = "\n".join(f"  python -m newsdedup {example}" for example in examples)
+    lines = "\n".join(f"  newsdedup {example}" for example in examples)
     parser = sub.add_parser(
         name,
         help=summary,
@@ -96,8 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsdedup",
         description=__doc__,
-        epilog="examples:\n  python -m newsdedup db migrate\n  python -m newsdedup ingest\n"
-        "  python -m newsdedup -v report\n\nRun python -m newsdedup COMMAND --help for each command's options.",
+        epilog="examples:\n  newsdedup db migrate\n  newsdedup ingest\n  newsdedup -v report\n"
+        "  newsdedup maintain\n\nRun newsdedup COMMAND --help for each command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and libraries' warnings")
@@ -106,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     db = _command(sub, "db", "database schema", "db migrate", "db status").add_subparsers(
         required=True, metavar="action"
     )
-    _command(db, "migrate", "apply pending migrations", "db migrate", func=_db_migrate)
+    _command(db, "migrate", "create the database if missing, apply pending migrations", "db migrate", func=_db_migrate)
     status = _command(
         db,
         "status",
@@ -173,6 +178,17 @@ def _parser() -> argparse.ArgumentParser:
     reb.add_argument("--restart", action="store_true", help="start over instead of resuming")
     reb.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    maintain = _command(
+        sub,
+        "maintain",
+        "retention (old raw pages and crawl_log rows), ANALYZE and stale sources, as the news_maintenance DAG; "
+        "run daily",
+        "maintain",
+        "maintain --json | jq .raw_pages_deleted",
+        func=_maintain,
+    )
+    maintain.add_argument("--json", action="store_true", help="print what was done as one JSON object")
+
     stats = _command(sub, "stats", "headline numbers of the database", "stats", "stats --json | jq .articles")
     stats.set_defaults(func=_stats)
     stats.add_argument("--json", action="store_true", help="print them as one JSON object")
@@ -194,11 +210,40 @@ def _settings(require_db: bool = True) -> Settings:
 
 
 def _db_migrate(args: argparse.Namespace) -> int:
-    """Apply pending migrations."""
-    with store.connect(_settings().db_url) as conn:
+    """Create the database when it is missing, then apply pending migrations."""
+    db_url = _settings().db_url
+    if _create_missing_database(db_url):
+        print(f"created database {psycopg2.extensions.parse_dsn(db_url)['dbname']}")
+    with store.connect(db_url) as conn:
         applied = store.migrate(conn)
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'schema up to date'}")
     return 0
+
+
+def _create_missing_database(db_url: str) -> bool:
+    """Create the URL's database when the server says it does not exist; ConfigError saying how when we may not."""
+    try:
+        psycopg2.connect(db_url, connect_timeout=10).close()
+        return False
+    except psycopg2.OperationalError as exc:
+        if not re.search(r'database ".*" does not exist', str(exc)):
+            return False  # any other problem is reported, redacted, by the connection that follows
+    name = psycopg2.extensions.parse_dsn(db_url)["dbname"]
+    try:
+        conn = psycopg2.connect(psycopg2.extensions.make_dsn(db_url, dbname="postgres"), connect_timeout=10)
+        try:
+            conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+            with conn.cursor() as cur:
+                cur.execute(psycopg2.sql.SQL("CREATE DATABASE {}").format(psycopg2.sql.Identifier(name)))
+        finally:
+            conn.close()
+    except psycopg2.Error as exc:
+        raise ConfigError(
+            f"database {name!r} does not exist and could not be created ({str(exc).strip().splitlines()[0]}): "
+            f"create it as a PostgreSQL superuser (createdb {name}), or with scripts/pg.sh url {name} on the "
+            "private server"
+        ) from exc
+    return True
 
 
 def _db_status(args: argparse.Namespace) -> int:
@@ -305,6 +350,24 @@ def _dedup_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def _maintain(args: argparse.Namespace) -> int:
+    """Run the news_maintenance DAG's work once and print what it did."""
+    retention = monitor.Retention.from_env()
+    done = monitor.maintenance(_settings().db_url, retention)
+    if args.json:
+        print(json.dumps(done, default=str, indent=2))
+        return 0
+    print(
+        f"retention      {done['raw_pages_deleted']} raw pages processed over {retention.raw_pages_days} days ago, "
+        f"{done['crawl_log_deleted']} crawl_log rows over {retention.crawl_log_days} days old: deleted"
+    )
+    print(f"analyzed       {len(done['analyzed'])} tables")
+    print(f"stale sources  {len(done['stale_sources'])} (no successful read for {retention.stale_hours} h)")
+    for source in done["stale_sources"]:
+        print(f"  {monitor.stale_line(source)}")
+    return 0
+
+
 def _stats(args: argparse.Namespace) -> int:
     """Print headline numbers."""
     with store.connect(_settings().db_url) as conn:
@@ -326,7 +389,7 @@ def _report(args: argparse.Namespace) -> int:
         print(json.dumps({"last_run": run, "database": totals}, default=str, indent=2))
         return 0 if run is not None else 1
     if run is None:
-        print("no runs yet: run `python -m newsdedup ingest` or the news_ingest DAG")
+        print("no runs yet: run `newsdedup ingest` or the news_ingest DAG")
         return 1
     print(f"last run       {run['run_key']} ({run['trigger']}): {run['status']}")
     print(

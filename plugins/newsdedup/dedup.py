@@ -19,6 +19,9 @@ How a new article is assigned (`Deduplicator.assign` / `assign_batch`):
    or the containment >= `rewrite_containment_threshold` with Jaccard >= `rewrite_min_jaccard`
    ('rewrite_containment', e.g. a rewrite against an excerpt of its story): an outlet's
    rewrite of a wire story. All but 'exact' and 'jaccard' also need `min_shared` shared hashes.
+   A containment match with a smaller, non-canonical member of a story that makes up less than
+   `support_share` of the article (a follow-up that repeats the one paragraph a brief consists of)
+   stands only if another member or the story's canonical article matches too ('unsupported_by').
    The article joins the cluster of the best match (in that order, then the higher score); with
    no match it starts a cluster whose id is its own id. Clusters never merge: an article
    bridging two clusters joins the better match, and only a one-article cluster it also matched
@@ -34,6 +37,10 @@ How a new article is assigned (`Deduplicator.assign` / `assign_batch`):
    soon as two different stories of it have shown it (`min_source_marks`), incrementally, and
    stops counting as evidence for that source's articles only. A story carried by many sources
    is never one source's boilerplate: its copies are one cluster, and each source carries it once.
+   An article that matches nothing first learns the long verbatim runs (at least `2 * min_shared`
+   shingles) it shares with its own source's other stories, then is checked again, with lead bands
+   past that block: a source's second page is already told apart from its block. Lead bands are
+   recomputed within a batch as its sources learn.
 
 Canonical article of a cluster: the earliest `published_at` (missing dates sort last; naive
 datetimes are taken as UTC), then the longest text, then the smallest id. A decision reports
@@ -341,6 +348,7 @@ class _Check:
     hours_apart: float | None = None
     informative: tuple[int, int] = (0, 0)
     threshold: float = 1.0
+    unsupported_by: int | None = None  # the story's canonical article, which did not support this match
 
     @property
     def rank(self) -> tuple[int, float, int, int]:
@@ -360,29 +368,62 @@ class _Check:
             "informative": list(self.informative),
             "same_source": self.same_source,
             "hours_apart": None if self.hours_apart is None else round(self.hours_apart, 1),
-        }
+        } | ({"unsupported_by": self.unsupported_by} if self.unsupported_by is not None else {})
 
 
 class _Boilerplate:
-    """Hashes that are not evidence: common to many stories, or learnt per source; grows within a batch."""
+    """Hashes that are not evidence: common to many stories, or learnt per source; grows within a batch.
 
-    def __init__(
-        self, params: DedupParams, counts: Mapping[int, int], source_counts: Mapping[str, Mapping[int, int]]
-    ) -> None:
-        """Start from the stored mark counts of the hashes that matter for this batch."""
+    Stored mark counts are loaded on demand (`load`), once per hash; marks given within the batch add to them.
+    """
+
+    def __init__(self, params: DedupParams, store: SignatureStore) -> None:
+        """Start with nothing loaded."""
         self.params = params
-        self.counts = dict(counts)
-        self.common = np.array(sorted(h for h, n in counts.items() if n >= params.min_marks), dtype=np.uint32)
-        self.source_counts = {s: dict(c) for s, c in source_counts.items()}
-        self.by_source = {
-            s: np.array(sorted(h for h, n in c.items() if n >= params.min_source_marks), dtype=np.uint32)
-            for s, c in source_counts.items()
-        }
+        self.store = store
+        self.counts: dict[int, int] = {}
+        self.common = _EMPTY
+        self.source_counts: dict[str, dict[int, int]] = {}
+        self.by_source: dict[str, np.ndarray] = {}
+        self.grown: set[str] = set()  # sources that learnt boilerplate within this batch
+        self._loaded = _EMPTY
+        self._source_loaded: dict[str, np.ndarray] = {}
+
+    def load(self, common: Sequence[np.ndarray], per_source: Sequence[tuple[str | None, np.ndarray]]) -> None:
+        """Add the stored marks of hashes not loaded yet: common marks of `common`, source marks per source."""
+        p = self.params
+        wanted = _without(np.unique(np.concatenate(common)), self._loaded) if common else _EMPTY
+        if len(wanted):
+            self._loaded = np.union1d(self._loaded, wanted)
+            for h, n in self.store.marks(wanted).items():
+                self.counts[h] = self.counts.get(h, 0) + n
+            self.common = np.array(sorted(h for h, n in self.counts.items() if n >= p.min_marks), dtype=np.uint32)
+        grouped: dict[str, list[np.ndarray]] = defaultdict(list)
+        for source, hashes in per_source:
+            if source is not None:
+                grouped[source].append(hashes)
+        asked = {}
+        for source, arrays in grouped.items():
+            known = self._source_loaded.get(source, _EMPTY)
+            fresh = _without(np.unique(np.concatenate(arrays)), known)
+            if len(fresh):
+                asked[source] = fresh
+                self._source_loaded[source] = np.union1d(known, fresh)
+        for source, found in (self.store.source_marks(asked) if asked else {}).items():
+            counts = self.source_counts.setdefault(source, {})
+            for h, n in found.items():
+                counts[h] = counts.get(h, 0) + n
+            learned = [h for h, n in counts.items() if n >= p.min_source_marks]
+            self.by_source[source] = np.array(sorted(learned), dtype=np.uint32)
 
     def of(self, source: str | None) -> np.ndarray:
         """Sorted hashes that are not evidence for an article of `source`."""
-        learned = self.by_source.get(source) if source is not None else None
-        return self.common if learned is None or not len(learned) else np.union1d(self.common, learned)
+        learned = self.of_source(source)
+        return self.common if not len(learned) else np.union1d(self.common, learned)
+
+    def of_source(self, source: str | None) -> np.ndarray:
+        """Sorted hashes learnt as `source`'s own boilerplate."""
+        return self.by_source.get(source, _EMPTY) if source is not None else _EMPTY
 
     def mark(self, hashes: list[int]) -> None:
         """One more cross-story mark each."""
@@ -394,8 +435,8 @@ class _Boilerplate:
         if promoted:
             self.common = np.union1d(self.common, np.array(promoted, dtype=np.uint32))
 
-    def mark_source(self, source: str, hashes: list[int]) -> None:
-        """One more same-source, cross-story mark each."""
+    def mark_source(self, source: str, hashes: list[int]) -> bool:
+        """One more same-source, cross-story mark each; whether any hash became the source's boilerplate."""
         counts = self.source_counts.setdefault(source, {})
         promoted = []
         for h in hashes:
@@ -405,11 +446,18 @@ class _Boilerplate:
         if promoted:
             known = self.by_source.get(source, _EMPTY)
             self.by_source[source] = np.union1d(known, np.array(promoted, dtype=np.uint32))
+            self.grown.add(source)
+        return bool(promoted)
 
 
 def _without(values: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     """Sorted unique `values` not in sorted unique `excluded`."""
     return values[~np.isin(values, excluded, assume_unique=True)] if len(excluded) else values
+
+
+def _tokens(doc: Doc) -> list[str]:
+    """Comparison tokens of an article (of its title when the text is empty), in order."""
+    return tokens_of_normalized(normalize_for_compare(doc.text if doc.text.strip() else doc.title))
 
 
 def _as_utc(value: datetime | None) -> datetime:
@@ -456,14 +504,18 @@ class Deduplicator:
         if len({d.id for d in docs}) != len(docs):
             raise ValueError("article ids must be unique within a batch")
         p = self.params
-        prepared = self._lead_past_boilerplate([self.fingerprint(d) for d in docs])
+        boiler = _Boilerplate(p, self.store)
+        prepared = [self.fingerprint(d) for d in docs]
+        boiler.load([], [(x.doc.source, x.shingles) for x in prepared])
+        prepared = [self._rekey(x, boiler) for x in prepared]
         remote = self.store.candidates([x.keys for x in prepared], p.max_candidates)
-        wanted = set().union(*remote)
-        known = {
-            i: s for i, s in self.store.get(wanted).items() if s.params_version == p.version
-        }
-        boiler = self._boilerplate(prepared, remote, known)
-        clusters = self.store.clusters({s.cluster_id for s in known.values()})
+        # Marks matter only where a candidate is verified: articles with a stored candidate or a band key
+        # shared within the batch (most new articles have neither), and the stored candidates themselves.
+        batch_keys = Counter(key for x in prepared for key in set(x.keys))
+        involved = [x for i, x in enumerate(prepared) if remote[i] or any(batch_keys[k] > 1 for k in x.keys)]
+        known: dict[int, StoredDoc] = {}
+        clusters: dict[int, ClusterInfo] = {}
+        self._fetch(set().union(*remote), involved, known, clusters, boiler)
 
         local_bands: dict[BandKey, list[int]] = defaultdict(list)
         new_docs: list[StoredDoc] = []
@@ -473,13 +525,19 @@ class Deduplicator:
         moved: dict[int, Decision] = {}
         decisions = []
         for i, item in enumerate(prepared):
-            hits = dict(remote[i])
-            for key in item.keys:
-                for other in local_bands.get(key, ()):
-                    hits[other] = hits.get(other, 0) + 1
-            hits.pop(item.doc.id, None)
-            ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))[: p.max_candidates]
-            checks = self._verify_all(item, [known[j] for j, _ in ranked if j in known], boiler)
+            if item.doc.source in boiler.grown:
+                item, remote[i] = self._requery(item, remote[i], known, clusters, boiler)
+            checks = self._check(item, remote[i], local_bands, known, boiler)
+            own_marked = _EMPTY
+            if not any(c.method for c in checks):
+                # A page of a source whose block is not learnt yet (its second brief): what it shares with
+                # the source's other stories is that block; learnt first, the article is checked again.
+                own_marked, promoted = self._learn_own_source(item, checks, boiler, new_source_marks)
+                if promoted:
+                    item, remote[i] = self._requery(item, remote[i], known, clusters, boiler)
+                    checks = self._check(item, remote[i], local_bands, known, boiler)
+            prepared[i] = item
+            self._corroborate(item, checks, known, clusters, boiler)
             decision, cluster = self._decide(item, checks, clusters)
             decisions.append(decision)
             clusters[cluster.cluster_id] = changed[cluster.cluster_id] = cluster
@@ -488,7 +546,7 @@ class Deduplicator:
                 changed.pop(late.doc_id, None)  # its own one-article cluster is gone
                 changed[late.cluster_id] = clusters[late.cluster_id]
                 known[late.doc_id] = replace(known[late.doc_id], cluster_id=late.cluster_id)
-            self._learn(item, decision, checks, boiler, new_marks, new_source_marks)
+            self._learn(item, decision, checks, boiler, new_marks, new_source_marks, own_marked)
 
             stored = StoredDoc(
                 id=item.doc.id,
@@ -515,6 +573,138 @@ class Deduplicator:
         )
         self.moved = list(moved.values())
         return [moved.get(d.doc_id, d) for d in decisions]
+
+    def _fetch(
+        self,
+        ids: Collection[int],
+        items: Sequence[_Prepared],
+        known: dict[int, StoredDoc],
+        clusters: dict[int, ClusterInfo],
+        boiler: _Boilerplate,
+    ) -> None:
+        """Load stored articles not known yet, their clusters, and the marks of their and `items`' hashes."""
+        p = self.params
+        fresh = {i: s for i, s in self.store.get(set(ids) - known.keys()).items() if s.params_version == p.version}
+        known.update(fresh)
+        clusters.update(self.store.clusters({s.cluster_id for s in fresh.values()} - clusters.keys()))
+        docs = [(s.source, s.shingles) for s in fresh.values()] + [(x.doc.source, x.shingles) for x in items]
+        boiler.load([h for _, h in docs], docs)
+
+    def _check(
+        self,
+        item: _Prepared,
+        remote: Mapping[int, int],
+        local_bands: Mapping[BandKey, list[int]],
+        known: Mapping[int, StoredDoc],
+        boiler: _Boilerplate,
+    ) -> list[_Check]:
+        """Verify the article against its stored and in-batch candidates, most shared bands first."""
+        hits = dict(remote)
+        for key in item.keys:
+            for other in local_bands.get(key, ()):
+                hits[other] = hits.get(other, 0) + 1
+        hits.pop(item.doc.id, None)
+        ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))[: self.params.max_candidates]
+        return self._verify_all(item, [known[j] for j, _ in ranked if j in known], boiler)
+
+    def _requery(
+        self,
+        item: _Prepared,
+        remote: dict[int, int],
+        known: dict[int, StoredDoc],
+        clusters: dict[int, ClusterInfo],
+        boiler: _Boilerplate,
+    ) -> tuple[_Prepared, dict[int, int]]:
+        """Lead bands again past its source's boilerplate learnt in this batch; stored hits of new keys added."""
+        rekeyed = self._rekey(item, boiler)
+        added = [key for key in rekeyed.keys if key not in set(item.keys)]
+        if not added:
+            return rekeyed, remote
+        found = self.store.candidates([added], self.params.max_candidates)[0]
+        self._fetch(found.keys(), [item], known, clusters, boiler)
+        merged = dict(remote)
+        for j, n in found.items():
+            merged[j] = merged.get(j, 0) + n
+        return rekeyed, merged
+
+    def _rekey(self, x: _Prepared, boiler: _Boilerplate) -> _Prepared:
+        """Lead bands from the first tokens that are not the source's learnt boilerplate, where it has some.
+
+        A brief's raw lead may be its outlet's navigation block; once that block is learnt, its lead
+        bands come from the first `lead_words` tokens that do not start a boilerplate 2-gram.
+        """
+        p = self.params
+        learned = boiler.of_source(x.doc.source)
+        if len(x.keys) <= p.bands or np.count_nonzero(np.isin(x.shingles, learned, assume_unique=True)) < p.min_shared:
+            return x
+        toks = _tokens(x.doc)
+        flags = np.isin(shingle_hash_sequence(toks, p.verify_k), learned)
+        informative = [t for t, flag in zip(toks, flags.tolist(), strict=False) if not flag]
+        signer = signer_for(p)
+        lead = signer.signature(shingle_hashes(informative[: p.lead_words], p.shingle_k))
+        return replace(x, keys=x.keys[: p.bands] + signer.lead_keys(lead))
+
+    def _learn_own_source(
+        self, item: _Prepared, checks: list[_Check], boiler: _Boilerplate, new_source_marks: dict[str, dict[int, int]]
+    ) -> tuple[np.ndarray, bool]:
+        """Source-mark the verbatim runs an unmatched article shares with its source's other stories.
+
+        A navigation block or template is one long run of shared shingles; a rewrite of one of the
+        source's stories shares scattered ones (those are marked after the decision, as usual).
+        Returns the hashes marked, and whether one became the source's boilerplate.
+        """
+        source = item.doc.source
+        p = self.params
+        own = [c.overlap for c in checks if c.method is None and c.same_source and len(c.overlap) >= p.min_shared]
+        if source is None or not own:
+            return _EMPTY, False
+        seq = shingle_hash_sequence(_tokens(item.doc), p.verify_k)
+        flags = np.isin(seq, np.unique(np.concatenate(own)))
+        # Start and end of every run of shared shingles, then the long ones.
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.view(np.int8), [0]))))
+        runs = [seq[a:b] for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a >= 2 * p.min_shared]
+        if not runs:
+            return _EMPTY, False
+        hashes = np.unique(np.concatenate(runs))
+        for h in hashes.tolist():
+            new_source_marks[source][h] += 1
+        return hashes, boiler.mark_source(source, hashes.tolist())
+
+    def _corroborate(
+        self,
+        item: _Prepared,
+        checks: list[_Check],
+        known: dict[int, StoredDoc],
+        clusters: dict[int, ClusterInfo],
+        boiler: _Boilerplate,
+    ) -> None:
+        """Drop containment matches with a small member of a story that the story's canonical does not support.
+
+        An article that contains a short member of a story (a brief's opening) but is mostly other text
+        may be a follow-up repeating one of the story's paragraphs: it must also match another member,
+        or the canonical article (which holds that paragraph and the rest of the story).
+        """
+        p = self.params
+        for c in list(checks):
+            info = clusters.get(c.stored.cluster_id)
+            if (
+                c.method not in ("containment", "rewrite_containment")
+                or c.informative[1] >= c.informative[0]
+                or c.shared >= p.support_share * c.informative[0]
+                or info is None
+                or info.size < 2
+                or info.canonical_id == c.stored.id
+            ):
+                continue
+            if any(o.method and o is not c and o.stored.cluster_id == info.cluster_id for o in checks):
+                continue
+            self._fetch([info.canonical_id], [], known, clusters, boiler)
+            canonical = known.get(info.canonical_id)
+            support = self._verify_all(item, [canonical], boiler)[0] if canonical is not None else None
+            if support is not None and support.method is not None and support.stored.cluster_id == info.cluster_id:
+                checks.append(support)
+            else:
+                c.method, c.unsupported_by = None, info.canonical_id
 
     def _gather(
         self, item: _Prepared, decision: Decision, checks: list[_Check], clusters: dict[int, ClusterInfo]
@@ -549,60 +739,6 @@ class Deduplicator:
             )
         return out
 
-    def _lead_past_boilerplate(self, prepared: list[_Prepared]) -> list[_Prepared]:
-        """Lead bands from the first tokens that are not the source's learnt boilerplate, where it has some.
-
-        A brief's raw lead may be its outlet's navigation block; once that block is learnt, its lead
-        bands come from the first `lead_words` tokens that do not start a boilerplate 2-gram.
-        """
-        p = self.params
-        per_source: dict[str, list[np.ndarray]] = defaultdict(list)
-        for x in prepared:
-            if x.doc.source is not None and len(x.keys) > p.bands:
-                per_source[x.doc.source].append(x.shingles)
-        if not per_source:
-            return prepared
-        counts = self.store.source_marks({s: np.unique(np.concatenate(a)) for s, a in per_source.items()})
-        learned = {
-            s: np.array(sorted(h for h, n in c.items() if n >= p.min_source_marks), dtype=np.uint32)
-            for s, c in counts.items()
-        }
-        signer = signer_for(p)
-        out = []
-        for x in prepared:
-            boiler = learned.get(x.doc.source or "")
-            if boiler is None or np.count_nonzero(np.isin(x.shingles, boiler, assume_unique=True)) < p.min_shared:
-                out.append(x)
-                continue
-            toks = tokens_of_normalized(normalize_for_compare(x.doc.text if x.doc.text.strip() else x.doc.title))
-            flags = np.isin(shingle_hash_sequence(toks, p.verify_k), boiler)
-            informative = [t for t, flag in zip(toks, flags.tolist(), strict=False) if not flag]
-            lead = signer.signature(shingle_hashes(informative[: p.lead_words], p.shingle_k))
-            out.append(replace(x, keys=x.keys[: p.bands] + signer.lead_keys(lead)))
-        return out
-
-    def _boilerplate(
-        self, prepared: list[_Prepared], remote: list[dict[int, int]], known: Mapping[int, StoredDoc]
-    ) -> _Boilerplate:
-        """Stored mark counts of the hashes that will be verified in this batch."""
-        # Marks matter only where a candidate is verified: articles with a stored candidate or a band key
-        # shared within the batch (most new articles have neither), and the stored candidates themselves.
-        batch_keys = Counter(key for x in prepared for key in set(x.keys))
-        involved = [
-            (x.doc.source, x.shingles)
-            for i, x in enumerate(prepared)
-            if remote[i] or any(batch_keys[key] > 1 for key in x.keys)
-        ] + [(s.source, s.shingles) for s in known.values()]
-        if not involved:
-            return _Boilerplate(self.params, {}, {})
-        counts = self.store.marks(np.unique(np.concatenate([h for _, h in involved])))
-        per_source: dict[str, list[np.ndarray]] = defaultdict(list)
-        for source, hashes in involved:
-            if source is not None:
-                per_source[source].append(hashes)
-        source_counts = self.store.source_marks({s: np.unique(np.concatenate(a)) for s, a in per_source.items()})
-        return _Boilerplate(self.params, counts, source_counts)
-
     def _learn(
         self,
         item: _Prepared,
@@ -611,8 +747,12 @@ class Deduplicator:
         boiler: _Boilerplate,
         new_marks: dict[int, int],
         new_source_marks: dict[str, dict[int, int]],
+        own_marked: np.ndarray = _EMPTY,
     ) -> None:
-        """Mark what the article shares with candidates of other stories (per source, too, for its own)."""
+        """Mark what the article shares with candidates of other stories (per source, too, for its own).
+
+        `own_marked`: source marks it gave before the decision (`_learn_own_source`), not given twice.
+        """
         misses = [
             c for c in checks if c.method is None and c.stored.cluster_id != decision.cluster_id and len(c.overlap)
         ]
@@ -628,7 +768,7 @@ class Deduplicator:
         source = item.doc.source
         own = [c.overlap for c in misses if c.same_source]
         if source is not None and own:
-            hashes = np.unique(np.concatenate(own)).tolist()
+            hashes = _without(np.unique(np.concatenate(own)), own_marked).tolist()
             for h in hashes:
                 new_source_marks[source][h] += 1
             boiler.mark_source(source, hashes)
@@ -637,12 +777,13 @@ class Deduplicator:
         """Verify an article against its candidates; its own boilerplate is looked up once."""
         p = self.params
         mine = _without(item.shingles, boiler.of(item.doc.source))
-        if len(mine) < p.min_shared:
-            mine = item.shingles  # (almost) nothing but boilerplate: compare what there is
-        return [self._verify(item, mine, s, boiler) for s in stored]
+        whole = len(mine) < p.min_shared  # (almost) nothing but boilerplate: compare what there is
+        return [self._verify(item, item.shingles if whole else mine, s, boiler, whole) for s in stored]
 
-    def _verify(self, item: _Prepared, a: np.ndarray, stored: StoredDoc, boiler: _Boilerplate) -> _Check:
-        """Compare an article (its informative hashes `a`) with one candidate."""
+    def _verify(
+        self, item: _Prepared, a: np.ndarray, stored: StoredDoc, boiler: _Boilerplate, whole: bool = False
+    ) -> _Check:
+        """Compare an article (its informative hashes `a`; all of them if `whole`) with one candidate."""
         p = self.params
         overlap = np.intersect1d(item.shingles, stored.shingles, assume_unique=True)
         source = item.doc.source
@@ -655,7 +796,7 @@ class Deduplicator:
         if item.text_hash == stored.text_hash:
             n = len(overlap)
             return _Check(stored, 1.0, 1.0, n, "exact", overlap, same_source, hours, (n, n))
-        b = stored.shingles if a is item.shingles else _without(stored.shingles, boiler.of(stored.source))
+        b = stored.shingles if whole else _without(stored.shingles, boiler.of(stored.source))
         shared = len(np.intersect1d(a, b, assume_unique=True))
         union = len(a) + len(b) - shared
         jaccard = shared / union if union else 0.0
@@ -664,8 +805,9 @@ class Deduplicator:
         # Pages of one source share its template: containment within a source must be near-total.
         contained = p.same_source_containment_threshold if same_source else p.containment_threshold
         method: Method | None = None
-        threshold = p.threshold
-        if jaccard >= p.threshold:
+        # Two pages of one source that are (almost) all boilerplate: only a near-identical page is a copy.
+        threshold = contained if whole and same_source else p.threshold
+        if jaccard >= threshold:
             method = "jaccard"
         elif shared < p.min_shared:
             method = None
@@ -676,9 +818,23 @@ class Deduplicator:
                 method, threshold = "rewrite_jaccard", p.rewrite_threshold
             elif containment >= p.rewrite_containment_threshold and jaccard >= p.rewrite_min_jaccard:
                 method, threshold = "rewrite_containment", p.rewrite_containment_threshold
+            if method is not None and self._one_run(item, np.intersect1d(a, b, assume_unique=True)):
+                method = None  # a block two outlets share verbatim (one publisher's pages), not a rewrite
         return _Check(
             stored, jaccard, containment, shared, method, overlap, same_source, hours, (len(a), len(b)), threshold
         )
+
+    def _one_run(self, item: _Prepared, shared: np.ndarray) -> bool:
+        """Whether most of the `shared` hashes lie in one long verbatim run of the article's text.
+
+        A rewrite shares many short runs (a replaced word every few words, clauses moved); a
+        navigation block or template that two outlets of one publisher print, or a quoted paragraph,
+        is one long run (at least `2 * min_shared` shingles) with little else shared.
+        """
+        flags = np.isin(shingle_hash_sequence(_tokens(item.doc), self.params.verify_k), shared)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.view(np.int8), [0]))))
+        longest = int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
+        return longest >= max(2 * self.params.min_shared, 0.5 * len(shared))
 
     def _decide(
         self, item: _Prepared, checks: list[_Check], clusters: dict[int, ClusterInfo]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import copy
 import logging
+import math
 import re
 import socket
 import sys
@@ -44,11 +46,15 @@ from newsdedup.netguard import (
     to_ascii_host,
 )
 from newsdedup.robots import MAX_ROBOTS_BYTES, RobotsCache, RobotsStore, robots_origin
+from newsdedup.textsafe import one_line
 
 try:
     import brotli  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the environment
     brotli = None
+if brotli is not None and not hasattr(brotli.Decompressor, "can_accept_more_data"):
+    brotli = None  # before 1.2 its output cannot be capped: a brotli bomb would fill the memory
+DECODE_ERRORS: tuple[type[Exception], ...] = (zlib.error, brotli.error) if brotli is not None else (zlib.error,)
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +71,9 @@ OUTCOMES = frozenset(
         "redirect_error",
         "unsupported_content_type",
         "invalid_url",
-        "deferred",  # not sent: the host asked us to back off, or keeps failing (see HostHealth)
+        "deferred",  # not sent: the host asked us to back off or keeps failing (HostHealth), or out of time
         "parse_error",  # fetched, but not a usable feed or sitemap (set by newsdedup.sources)
+        "truncated",  # a feed or sitemap listing more entries than its cap: the newest were read (newsdedup.sources)
     }
 )
 
@@ -151,8 +158,8 @@ class FetchPolicy:
     retries: int = settings.DEFAULTS.retries
     retry_backoff: float = 0.5  # first back-off in seconds; doubles per retry, plus jitter
     max_connections: int = settings.DEFAULTS.max_connections  # in flight in this process, all Fetchers
-    max_host_failures: int = 5  # consecutive timeouts/connection errors before a host is left alone
-    host_cooldown: float = 600.0  # seconds a failing host is left alone
+    max_host_failures: int = settings.DEFAULTS.host_max_failures  # timeouts/connection errors in a row
+    host_cooldown: float = math.inf  # seconds a failing host is left alone: the Fetcher's life, i.e. the run
 
     def __post_init__(self) -> None:
         """Validate the numbers and the allow list early, with messages that name the field."""
@@ -185,6 +192,7 @@ class FetchPolicy:
             min_host_delay=env.min_host_delay,
             max_connections=env.max_connections,
             retries=env.retries,
+            max_host_failures=env.host_max_failures,
             robots_ttl=env.robots_ttl,
             # One knob for operators: no phase of a request may outlast the whole request.
             total_timeout=env.fetch_timeout,
@@ -280,6 +288,8 @@ class HostHealth:
             until, reason = self._closed.get(origin, (0.0, ""))
             if until <= self._clock():
                 return None
+            if until == math.inf:
+                return f"{reason}; not contacted again in this run"
             return f"{reason}; not contacted for another {until - self._clock():.0f} s"
 
     def close(self, origin: str, seconds: float, reason: str) -> None:
@@ -462,46 +472,64 @@ class _ZlibLayer:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self._pending = b""
-        self._obj: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if kind == "gzip" else None
+        self._pending = b""  # a deflate header, or the start of the next gzip member, not yet complete
+        self._obj: Any = None  # None: at the start of the stream or between gzip members
+        self._members = 0
         self._finished = False
 
     # No flush(): decompress() already returns all available output, and a truncated stream
     # keeps what was decoded (as browsers and urllib3 do).
 
     def feed(self, data: bytes, max_out: int) -> bytes:
-        if self._finished:
-            return b""
-        if self._obj is None:
-            # "deflate" should be zlib-wrapped, but many servers send raw deflate; sniff the header.
-            self._pending += data
-            if len(self._pending) < 2:
-                return b""
-            cmf, flg = self._pending[0], self._pending[1]
-            wrapped = cmf & 0x0F == 8 and (cmf * 256 + flg) % 31 == 0
-            self._obj = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-            data, self._pending = self._pending, b""
-        out = self._obj.decompress(data, max_out)
-        if self._obj.unconsumed_tail:
-            return out  # output limit reached; the caller aborts
-        if self._obj.eof:
-            rest = self._obj.unused_data
-            if self.kind == "gzip" and rest.startswith(b"\x1f\x8b") and len(out) < max_out:
-                self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)  # multi-member gzip
-                out += self.feed(rest, max_out - len(out))
+        """Decode what data completes, at most max_out bytes; members are walked in a loop, not recursively."""
+        data, self._pending = self._pending + data, b""
+        out = bytearray()
+        while data and not self._finished and len(out) < max_out:
+            if self._obj is None and not self._start(data):
+                self._pending = data  # too short to tell: wait for the next chunk
+                break
+            if self._finished:
+                break
+            out += self._obj.decompress(data, max_out - len(out))
+            if self._obj.unconsumed_tail or not self._obj.eof:
+                break  # output limit reached (the caller aborts), or all input consumed
+            data = self._obj.unused_data
+            self._obj = None
+            self._finished = self.kind != "gzip"  # only gzip has members; later bytes are ignored
+        return bytes(out)
+
+    def _start(self, data: bytes) -> bool:
+        """Open a decoder for the stream or gzip member data starts; False when data is too short to tell."""
+        if len(data) < 2:
+            return False
+        if self.kind == "gzip":
+            if self._members and not data.startswith(b"\x1f\x8b"):
+                self._finished = True  # trailing garbage after the last member is ignored, like browsers
             else:
-                self._finished = True  # trailing garbage after the stream is ignored, like browsers
-        return out
+                self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)  # a bad first header raises zlib.error
+                self._members += 1
+            return True
+        # "deflate" should be zlib-wrapped, but many servers send raw deflate; sniff the header.
+        cmf, flg = data[0], data[1]
+        wrapped = cmf & 0x0F == 8 and (cmf * 256 + flg) % 31 == 0
+        self._obj = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        return True
 
 
 class _BrotliLayer:
-    """Incremental brotli decoder (only used when the brotli module is installed)."""
+    """Incremental brotli decoder with capped output (only used when brotli 1.2 or later is installed)."""
 
     def __init__(self) -> None:
         self._obj = brotli.Decompressor()
 
     def feed(self, data: bytes, max_out: int) -> bytes:
-        return self._obj.process(data)
+        """Decode data, at most about max_out bytes (the caller aborts when the output reaches it)."""
+        if self._obj.is_finished():
+            return b""  # trailing bytes after the stream are ignored, as for gzip
+        out = self._obj.process(data, output_buffer_limit=max_out)
+        while len(out) < max_out and not self._obj.can_accept_more_data():
+            out += self._obj.process(b"", output_buffer_limit=max_out - len(out))
+        return out
 
 
 class _BodyDecoder:
@@ -798,6 +826,20 @@ class Fetcher:
             self._fetch_robots_txt, self.policy.user_agent, self.policy.robots_ttl, store=robots_store
         )
         self._sleep: Callable[[float], None] = time.sleep
+        self.deadline: float | None = None  # time.monotonic() after which nothing is sent (see until)
+
+    def until(self, deadline: float) -> Fetcher:
+        """This fetcher (same connections, politeness and host health) starting no request after `deadline`.
+
+        A request started before the deadline runs to its own timeout; no retry of it starts after.
+        """
+        bounded = copy.copy(self)
+        bounded.deadline = deadline
+        return bounded
+
+    def out_of_time(self, upcoming: float = 0.0) -> bool:
+        """True when the deadline (see until) has passed, or will have after `upcoming` seconds."""
+        return self.deadline is not None and time.monotonic() + upcoming >= self.deadline
 
     def __enter__(self) -> Fetcher:
         return self
@@ -827,6 +869,14 @@ class Fetcher:
         requests to the hosts this fetch touches (a source's rate limit).
         """
         started = time.monotonic()
+        if self.out_of_time():
+            return FetchResult(
+                url=str(url),
+                final_url=str(url),
+                outcome="deferred",
+                error_class="OutOfTime",
+                error_message="not sent: the source's time budget for this run is used up",
+            )
         headers: dict[str, str] = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -849,7 +899,7 @@ class Fetcher:
                 final_url=str(url),
                 outcome="connection_error",
                 error_class=type(exc).__name__,
-                error_message=f"unexpected error: {exc}",
+                error_message=one_line(f"unexpected error: {exc}"),
             )
         if result.outcome == "not_modified":
             # Servers often omit validators on 304; keep the ones that are still valid.
@@ -906,7 +956,7 @@ class Fetcher:
             result: FetchResult = state.outcome.result()  # type: ignore[union-attr]
             logger.info(
                 "retrying %s after %s (%s), attempt %d",
-                url,
+                one_line(url),
                 result.outcome,
                 result.status or result.error_class,
                 state.attempt_number + 1,
@@ -920,7 +970,8 @@ class Fetcher:
             return self._attempt(url.strip(), url, call)
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.policy.retries + 1),
+            # No retry starts after the deadline (upcoming_sleep: tenacity computes the wait first).
+            stop=stop_after_attempt(self.policy.retries + 1) | (lambda s: self.out_of_time(s.upcoming_sleep)),
             wait=wait,
             retry=should_retry,
             before_sleep=log_retry,
@@ -931,6 +982,8 @@ class Fetcher:
         result.attempts = max(attempts, 1)
         if result.attempts > 1 and result.error_message:
             result.error_message += f" (after {result.attempts} attempts)"
+        if result.error_message:
+            result.error_message = one_line(result.error_message)  # reason phrases, exception texts: from the web
         self._after(result)
         return result
 
@@ -1238,7 +1291,7 @@ class Fetcher:
                 raise _Abort("too_large", "BodyTooLarge", f"body exceeds max_bytes={max_bytes}")
             try:
                 parts.append(decoder.feed(chunk) if decoder.layers else chunk)
-            except zlib.error as exc:
+            except DECODE_ERRORS as exc:
                 raise _Abort("http_error", "ContentDecodingError", f"cannot decode body: {exc}") from exc
             if progress.wire > max_bytes:
                 break  # keeps the crossing chunk, so the reader can tell the body was cut

@@ -95,6 +95,9 @@ class DedupParams:
     before it is common boilerplate for everyone; `min_source_marks`: how many articles of one
     source must have shown it shared with another story of that source before it is that
     source's boilerplate (navigation, teasers, bylines), which counts for that source only.
+    `support_share`: a containment match with a smaller, non-canonical member of a story that makes up
+    less than this share of the new article (a follow-up repeating the paragraph a brief opens with)
+    stands only if another member or the story's canonical article matches too.
     """
 
     num_perm: int = 128
@@ -116,6 +119,7 @@ class DedupParams:
     rewrite_min_jaccard: float = 0.2
     rewrite_window_hours: float = 96.0
     min_shared: int = 15
+    support_share: float = 0.5
     min_marks: int = 2
     min_source_marks: int = 1
     max_candidates: int = 100
@@ -130,7 +134,7 @@ class DedupParams:
             raise ValueError(f"bands x rows ({self.bands}x{self.rows}) exceeds num_perm {self.num_perm}")
         thresholds = (
             self.threshold, self.containment_threshold, self.same_source_containment_threshold,
-            self.rewrite_threshold, self.rewrite_containment_threshold, self.rewrite_min_jaccard,
+            self.rewrite_threshold, self.rewrite_containment_threshold, self.rewrite_min_jaccard, self.support_share,
         )
         if not all(0 < t <= 1 for t in thresholds):
             raise ValueError("thresholds must be in (0, 1]")

@@ -462,12 +462,26 @@ def stale_sources(db_url: str, hours: int) -> list[dict]:
         return [_jsonable(dict(row)) for row in cur.fetchall()]
 
 
-def maintenance(db_url: str, retention: Retention | None = None) -> dict:
-    """Retention, ANALYZE and the stale-source report in one call (the CLI and tests; the DAG runs them apart)."""
-    retention = retention or Retention.from_env()
+def apply_retention(db_url: str, retention: Retention) -> dict[str, int]:
+    """Delete the processed raw pages and the crawl_log rows older than the retention allows."""
     return {
         "raw_pages_deleted": purge_raw_pages(db_url, retention.raw_pages_days),
         "crawl_log_deleted": purge_crawl_log(db_url, retention.crawl_log_days),
+    }
+
+
+def stale_line(source: dict) -> str:
+    """One line about a stale source (a row of stale_sources) for logs and the CLI."""
+    return (
+        f"{source['source']}: last success {source['last_success'] or 'never'}, {source['failure_streak']} failed "
+        f"runs in a row, last error {source['last_outcome']}: {source['last_error']}"
+    )
+
+
+def maintenance(db_url: str, retention: Retention | None = None) -> dict:
+    """Retention, ANALYZE and the stale-source report: `newsdedup maintain`; news_maintenance runs them as tasks."""
+    retention = retention or Retention.from_env()
+    return apply_retention(db_url, retention) | {
         "analyzed": analyze(db_url),
         "stale_sources": stale_sources(db_url, retention.stale_hours),
     }

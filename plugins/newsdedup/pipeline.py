@@ -7,23 +7,26 @@ Steps hand over through PostgreSQL (raw_pages), so each can be retried on its ow
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg2
 
-from newsdedup import process, store
+from newsdedup import monitor, process, store
 from newsdedup.config import ConfigError, Settings, redact
 from newsdedup.fetch import HTML_TYPES, Fetcher, FetchPolicy, FetchResult
+from newsdedup.settings import load as load_settings
 from newsdedup.sources import FeedEntry, discover, load_sources
 
 log = logging.getLogger(__name__)
 
 CRAWL_THREADS = 32
 BATCH_SIZE = 50
+GONE_STATUSES = frozenset({404, 410})  # a stored article's page answering these was removed by its publisher
 Progress = Callable[[int], None]
 
 
@@ -68,8 +71,10 @@ def crawl_source(db_url: str, run_id: int, source_name: str, fetcher: Fetcher | 
 
     A problem of the source (unreachable or hostile feed, bad pages, even a bug tripped by odd input)
     never raises: the report says `failed` and why, and every request is in crawl_log. Only a lost
-    database connection raises, so that Airflow retries the task.
+    database connection raises, so that Airflow retries the task. No request starts after the source's
+    time budget (NEWSDEDUP_SOURCE_BUDGET_SECONDS): links not reached are left for the next run.
     """
+    deadline = time.monotonic() + load_settings().source_budget_seconds
     own_fetcher = fetcher is None
     fetcher = fetcher or Fetcher(FetchPolicy.from_env())
     if fetcher.robots.store is None:
@@ -78,7 +83,7 @@ def crawl_source(db_url: str, run_id: int, source_name: str, fetcher: Fetcher | 
     counts: Counter[str] = Counter()
     report: dict = {"source": source_name, "failed": False, "error": None}
     try:
-        _crawl(db_url, run_id, source_name, fetcher, counts, report)
+        _crawl(db_url, run_id, source_name, fetcher.until(deadline), counts, report)
     except Exception as exc:
         if _is_infrastructure(exc):
             raise
@@ -115,13 +120,13 @@ def _crawl(db_url: str, run_id: int, source_name: str, fetcher: Fetcher, counts:
     urls = [e.url for e in found.entries]
     with store.connect(db_url) as conn:
         known, given_up = store.known_urls(conn, urls), store.given_up_urls(conn, urls)
+        gone = store.gone_urls(conn, urls)
     todo = [e for e in found.entries if _needs_fetch(e, known)]
     counts["urls_skipped_known"] = len(found.entries) - len(todo)
-    if given_up:
-        # Pages that never yielded text are not fetched again, unless the feed says they changed since.
-        fresh = [e for e in todo if _needs_fetch(e, given_up)]
-        counts["urls_given_up"] = len(todo) - len(fresh)
-        todo = fresh
+    # Pages that never yielded text, and stored articles whose page answered 404/410, are not fetched
+    # again, unless the feed says they changed since.
+    todo = _skip(todo, given_up, counts, "urls_given_up")
+    todo = _skip(todo, gone, counts, "urls_gone")
     over = max(len(todo) - source.article_limit, 0)
     if over:
         # Newest first; the rest waits for the next run (the validators are not kept, see below).
@@ -130,7 +135,11 @@ def _crawl(db_url: str, run_id: int, source_name: str, fetcher: Fetcher, counts:
     complete = not found.incomplete and not over
     for start in range(0, len(todo), BATCH_SIZE):
         batch = todo[start : start + BATCH_SIZE]
-        complete &= _fetch_batch(db_url, run_id, stored.source_id, batch, fetcher, counts, source.rate_limit)
+        complete &= _fetch_batch(db_url, run_id, stored.source_id, batch, fetcher, counts, source.rate_limit, known)
+    if counts["urls_over_budget"]:
+        log.warning(
+            "source %s: time budget used up, %d links left for the next run", source_name, counts["urls_over_budget"]
+        )
     feed = found.fetches[0]
     with store.connect(db_url) as conn:
         if complete:
@@ -146,6 +155,15 @@ def _is_infrastructure(exc: BaseException) -> bool:
     if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
         return True
     return isinstance(exc, ConfigError) and isinstance(exc.__cause__, psycopg2.OperationalError)
+
+
+def _skip(todo: list[FeedEntry], since: dict[str, datetime], counts: Counter, key: str) -> list[FeedEntry]:
+    """The entries of todo not in `since`, or announced as changed after the time it gives; count the rest."""
+    if not since:
+        return todo
+    fresh = [e for e in todo if _needs_fetch(e, since)]
+    counts[key] = len(todo) - len(fresh)
+    return fresh
 
 
 def _newest_first(entries: list[FeedEntry]) -> list[FeedEntry]:
@@ -170,15 +188,23 @@ def _fetch_batch(
     fetcher: Fetcher,
     counts: Counter,
     rate_limit: float | None = None,
+    stored: Collection[str] = (),
 ) -> bool:
     """Fetch a batch of article pages, write them and their crawl records in one transaction.
 
-    Return False when a page failed for a reason that may go away (timeout, 5xx, 429, back-off).
+    Return False when a page failed for a reason that may go away (timeout, 5xx, 429, back-off), or was
+    not reached within the source's time budget. A stored article (URL in `stored`) whose page answers
+    404 or 410 is marked gone instead of failed.
     """
     pages: list[store.RawPage] = []
     records: list[store.CrawlRecord] = []
+    gone: dict[str, int] = {}
     complete = True
     for entry in entries:
+        if fetcher.out_of_time():
+            counts["urls_over_budget"] += 1  # not fetched, not failed: the next run reads the feed in full
+            complete = False
+            continue
         result = fetcher.get(entry.url, accept_types=HTML_TYPES, host_delay=rate_limit)
         records.extend(_records(result, source_id, "article"))
         if result.ok and result.text is not None:
@@ -197,13 +223,24 @@ def _fetch_batch(
                     entry.published_at,
                 )
             )
+        elif entry.url in stored and result.outcome == "http_error" and result.status in GONE_STATUSES:
+            counts["pages_gone"] += 1
+            gone[entry.url] = result.status
         else:
             counts["pages_failed"] += 1
             complete &= not _may_recover(result)
+    back = [p.url for p in pages if p.url in stored]
     with store.connect(db_url) as conn:
         store.log_crawl(conn, run_id, records)
         store.save_raw_pages(conn, run_id, pages)
+        store.mark_gone(conn, gone, back)
     return complete
+
+
+def crawl_time_limit(environ: dict[str, str] | None = None) -> timedelta:
+    """Longest one source's crawl may take: its budget, then the request in flight and its robots.txt, a minute."""
+    env = load_settings(environ)
+    return timedelta(seconds=env.source_budget_seconds + 2 * env.fetch_timeout + 60)
 
 
 def _may_recover(result: FetchResult) -> bool:
@@ -249,8 +286,18 @@ def finish_run(db_url: str, run_id: int, reports: list[dict], processed: dict) -
     return row
 
 
+def _crawl_and_record(db_url: str, run_id: int, source_name: str, fetcher: Fetcher) -> dict:
+    """crawl_source, then its row in source_runs with its failure streak, as the DAG's crawl_source task does."""
+    row = monitor.record_crawl(db_url, run_id, crawl_source(db_url, run_id, source_name, fetcher))
+    if message := monitor.streak_message(row, monitor.fail_after_runs()):
+        log.warning("%s", message)
+    return row
+
+
 def run_once(settings: Settings, *, run_key: str | None = None, progress: bool = False) -> dict:
     """A whole run without Airflow: sync sources, crawl them (in parallel), process, finish.
+
+    It writes what a news_ingest DAG run writes: pipeline_runs, and source_runs per source, summarised.
 
     Pages are processed while the sources are still being crawled; steps that hit a transient
     database failure (a restart, say) are retried, as Airflow retries the DAG's tasks.
@@ -267,7 +314,9 @@ def run_once(settings: Settings, *, run_key: str | None = None, progress: bool =
     crawlers = max(1, min(CRAWL_THREADS, len(run["sources"])))
     with Fetcher(policy) as fetcher, ThreadPoolExecutor(max_workers=crawlers) as pool:
         futures = [
-            pool.submit(process.retrying(retry_seconds, f"crawl {name}"), crawl_source, db_url, run_id, name, fetcher)
+            pool.submit(
+                process.retrying(retry_seconds, f"crawl {name}"), _crawl_and_record, db_url, run_id, name, fetcher
+            )
             for name in run["sources"]
         ]
         for future in futures:
@@ -279,8 +328,12 @@ def run_once(settings: Settings, *, run_key: str | None = None, progress: bool =
             settings=process_settings,
             more=lambda: not all(f.done() for f in futures),
         )
-        reports = [future.result() for future in futures]
-    return process.retrying(retry_seconds, f"run {run_id}")(finish_run, db_url, run_id, reports, processed)
+        for future in futures:
+            future.result()  # a crawl that failed for good (the database, not the source) fails the run
+    retry = process.retrying(retry_seconds, f"run {run_id}")
+    retry(monitor.summarise_sources, db_url, run_id)
+    # As the DAG's report task: the run's totals are added up from the rows recorded in source_runs.
+    return retry(finish_run, db_url, run_id, retry(monitor.crawl_reports, db_url, run_id), processed)
 
 
 def _progress_bar(enabled: bool, total: int | None, unit: str) -> Progress:

@@ -338,11 +338,13 @@ def _without_main_module() -> Iterator[None]:
 class _Extractor:
     """Runs extract_pages in this process, or in a pool of worker processes with a time limit per page.
 
-    The pool starts once the work seen reaches `pool_min_pages`: a few pages are cheaper inline.
+    The pool starts once the work seen reaches `pool_min_pages`: a few pages are cheaper inline. Pages only
+    expected (a crawl still going on) count too, but start no worker before one of them is submitted: a run
+    with nothing to extract starts no process at all (bench/empty_run.py).
     """
 
-    def __init__(self, settings: ProcessSettings, pending: int) -> None:
-        """Plan for `pending` pages known to be waiting."""
+    def __init__(self, settings: ProcessSettings, pending: int, expected: int = 0) -> None:
+        """Plan for `pending` pages waiting now and for `expected` pages in all, some of them still to come."""
         self.workers = settings.workers
         self.page_timeout = settings.page_timeout
         self.pool_min_pages = max(settings.pool_min_pages, 1)
@@ -350,6 +352,7 @@ class _Extractor:
         self.generation = 0
         self.pool: ProcessPoolExecutor | None = None
         self._want(pending)
+        self.seen = max(self.seen, expected)
 
     def _want(self, pages: int) -> None:
         """Start the pool when there is enough work for it."""
@@ -372,6 +375,7 @@ class _Extractor:
             warm = [pool.submit(os.getpid) for _ in range(self.workers)]
         for future in warm:
             future.result(timeout=120)
+        log.info("extraction pool: %d worker processes started", self.workers)
         return pool
 
     def submit(self, pages: list[dict]) -> Callable[[], list[Extracted]]:
@@ -601,9 +605,9 @@ def _pending(db_url: str, run_id: int) -> int:
 
 
 @contextmanager
-def _extractor(settings: ProcessSettings, pending: int) -> Iterator[_Extractor]:
+def _extractor(settings: ProcessSettings, pending: int, expected: int = 0) -> Iterator[_Extractor]:
     """An extractor whose worker processes are always stopped afterwards."""
-    extractor = _Extractor(settings, pending)
+    extractor = _Extractor(settings, pending, expected)
     try:
         yield extractor
     finally:
@@ -626,11 +630,10 @@ def process_pages(
     settings = settings or ProcessSettings.from_env()
     retry = retrying(settings.db_retry_seconds, f"processing run {run_id}")
     pending = retry(_pending, db_url, run_id)
-    if more is not None and more():
-        # Pages are still being crawled: they arrive a few at a time, and extracting them here would take
-        # this process (and the crawl threads' interpreter lock) away from loading. Use the pool from the start.
-        pending = max(pending, settings.pool_min_pages)
-    with _extractor(settings, pending) as extractor:
+    # While pages are still being crawled they arrive a few at a time, and extracting them here would take
+    # this process (and the crawl threads' interpreter lock) away from loading: the pool takes the first page.
+    expected = settings.pool_min_pages if more is not None and more() else 0
+    with _extractor(settings, pending, expected) as extractor:
         _drain(db_url, run_id, extractor, settings, retry, progress, more)
     retry(_settle_failures, db_url, run_id, settings)
     retry(_forget_validators, db_url, run_id)

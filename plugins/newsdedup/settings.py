@@ -32,6 +32,7 @@ SCRIPT_VARIABLES = {
     "NEWSDEDUP_TEST_PG_URL": "tests: the server scripts/test.sh started",
     "NEWSDEDUP_SHARED_DIR": "tests, bench/ and demo/: where ../shared is",
     "NEWSDEDUP_BENCH_DB_URL": "bench/: a server to use instead of a private one",
+    "NEWSDEDUP_BENCH_BASE_DB_URL": "bench/dedup_scale.py: an empty baseline database beside NEWSDEDUP_BENCH_DB_URL",
     "NEWSDEDUP_API_PORT": "scripts/stack.sh: the Airflow API server's port",
     "NEWSDEDUP_STACK_DIR": "scripts/stack.sh: the stack's state directory",
     "NEWSDEDUP_STACK_DEMO": "scripts/stack.sh: 1 crawls the demo site whatever is configured",
@@ -90,10 +91,36 @@ class NewsdedupSettings(BaseSettings):
         10 * 1024 * 1024, ge=1, le=1024**3,
         description="largest response body read, in bytes (twice that after decompression)",
     )
+    max_feed_entries: int = Field(
+        10_000, ge=1, le=1_000_000,
+        description="entries of one RSS, Atom or JSON feed that are read, newest first; a longer feed is "
+        "recorded as `truncated` in `crawl_log`",
+    )
+    max_sitemap_urls: int = Field(
+        50_000, ge=1, le=1_000_000,
+        description="URLs of one sitemap file that are read, newest first (the sitemap protocol allows 50,000); "
+        "a longer file is recorded as `truncated` in `crawl_log`",
+    )
+    max_xml_depth: int = Field(
+        100, ge=8, le=250,
+        description="deepest element nesting of a feed or sitemap; a deeper document is refused before it is "
+        "parsed (`parse_error`, `TooDeep`)",
+    )
     retries: int = Field(
         2, ge=0, le=10,
         description="extra attempts after a transient failure: connection refused or reset, connect timeout, "
         "429, 5xx except 501",
+    )
+    host_max_failures: int = Field(
+        5, ge=1, le=100,
+        description="timeouts or connection errors in a row after which a host (scheme, name and port) is left "
+        "alone for the rest of the run: its remaining pages wait for the next run",
+    )
+    source_budget_seconds: int = Field(
+        300, ge=1, le=3600,
+        description="wall-clock seconds one source's crawl may take per run (feed and pages); no request starts "
+        "after it, links not reached wait for the next run. The Airflow task `crawl_source` is stopped after "
+        "this plus two request timeouts plus a minute",
     )
     robots_ttl: float = Field(
         3600.0, ge=0, le=7 * 86400, allow_inf_nan=False,

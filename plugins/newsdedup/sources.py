@@ -5,7 +5,10 @@ index and Google News sitemaps, plain or gzip (`.xml.gz`), parsed with defusedxm
 are matched by local name, whatever the namespace. A site's home page (`kind: auto`) leads to its
 feeds (`<link rel="alternate">`) and to the sitemaps its robots.txt names. Every XML document is
 checked with defusedxml first: a document that declares entities (entity expansion, external
-entities) is refused with a clear error instead of being parsed.
+entities) is refused with a clear error instead of being parsed. Every XML document is first read by
+`newsdedup.feedscan`: one nested too deep is refused before the real parser sees it (`TooDeep`), and of a
+feed or sitemap file listing more entries than the cap (`NEWSDEDUP_MAX_FEED_ENTRIES`,
+`NEWSDEDUP_MAX_SITEMAP_URLS`) the newest are read and the fetch is recorded as `truncated`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,17 @@ from pydantic_core import ErrorDetails
 
 from newsdedup.config import ConfigError
 from newsdedup.extract import parse_datetime
+from newsdedup.feedscan import (
+    DEFAULT_LIMITS,
+    FEED_ENTRIES,
+    SITEMAP_ENTRIES,
+    Bounded,
+    ParseLimits,
+    TooDeep,
+    Uncuttable,
+    bound,
+)
+from newsdedup.textsafe import one_line
 from newsdedup.urls import canonicalize
 
 if TYPE_CHECKING:
@@ -44,7 +58,6 @@ MAX_RATE_LIMIT = 3600.0
 MAX_ARTICLES_LIMIT = 100_000
 MAX_SITEMAP_FILES = 20  # files read per run: a sitemap index and its children, or a home page's feeds and sitemaps
 MAX_HOME_FEEDS = 5  # feeds a home page links to that are read (the main one comes first)
-MAX_SITEMAP_URLS = 50_000  # the sitemap protocol's own per-file limit
 FEED_ACCEPT = (
     "application/rss+xml,application/atom+xml,application/feed+json,application/xml;q=0.9,"
     "text/xml;q=0.9,application/json;q=0.8,application/gzip;q=0.5,*/*;q=0.1"
@@ -94,9 +107,21 @@ class FeedError(ValueError):
     """A feed or sitemap that was fetched but cannot (or must not) be parsed."""
 
     def __init__(self, error_class: str, message: str) -> None:
+        message = one_line(message)  # it quotes the document (a root tag, a parser error): logged and shown
         super().__init__(message)
         self.error_class = error_class
         self.message = message
+
+
+@dataclass
+class Listing:
+    """The entries of one feed or sitemap file that are used, and how many it listed beyond the cap."""
+
+    entries: list[FeedEntry]
+    listed: int = 0  # entries the file lists
+    dropped: int = 0  # of those, left out: the oldest
+    what: str = "feed"
+    cap_setting: str = "NEWSDEDUP_MAX_FEED_ENTRIES"
 
 
 @dataclass
@@ -233,13 +258,16 @@ def discover(
     etag: str | None = None,
     last_modified: str | None = None,
     children: dict[str, list[str | None]] | None = None,
+    limits: ParseLimits | None = None,
 ) -> Discovery:
     """Fetch a source (conditionally) and list the article URLs it announces; never raises FeedError.
 
     A `kind: auto` source that is a site's home page (an HTML page) leads to its feeds
     (`<link rel="alternate">`) and to the sitemaps its robots.txt names; those are read instead.
+    limits: depth and entry caps (default: from the environment).
     """
     known = children or {}
+    limits = limits or ParseLimits.from_env()
     result = fetcher.get(
         source.url,
         etag=etag,
@@ -261,11 +289,13 @@ def discover(
         kind = "html" if result.outcome == "not_modified" else source.kind
         kind = detect_kind(result.text or "") if kind == "auto" else kind
         if kind == "html":  # only detected for kind: auto
-            _discover_home(found, result, fetcher, known)
+            _discover_home(found, result, fetcher, known, limits)
         elif kind == "sitemap":
-            _Walk(found, fetcher, known, _urls_of(result)).read(result)
+            _Walk(found, fetcher, known, _urls_of(result), limits).read(result)
         else:
-            found.entries = parse_listing(kind, result.text or "", result.final_url)
+            listing = parse_listing(kind, result.text or "", result.final_url, limits)
+            found.entries = listing.entries
+            _note_dropped(found, result, listing)
     except FeedError as exc:
         _mark_parse_error(result, exc)
         found.error = f"{exc.error_class}: {exc.message}"
@@ -273,14 +303,14 @@ def discover(
     return found
 
 
-def parse_listing(kind: str, text: str, base_url: str) -> list[FeedEntry]:
+def parse_listing(kind: str, text: str, base_url: str, limits: ParseLimits = DEFAULT_LIMITS) -> Listing:
     """Entries of an RSS, Atom or JSON feed; an HTML page or broken feed raises FeedError."""
     if kind == "html":
         raise FeedError("NotAFeed", "expected an RSS/Atom/JSON feed or a sitemap, got an HTML page")
     if kind == "jsonfeed":
-        return parse_json_feed(text, base_url)
+        return parse_json_feed(text, base_url, limits.max_feed_entries)
     try:
-        return parse_feed(text, base_url)
+        return parse_feed(text, base_url, limits)
     except FeedError:
         raise
     except (ValueError, UnicodeError, AttributeError) as exc:
@@ -294,6 +324,19 @@ def _mark_parse_error(result: FetchResult, exc: FeedError) -> None:
     result.outcome = "parse_error"
     result.error_class = exc.error_class
     result.error_message = exc.message
+
+
+def _note_dropped(found: Discovery, result: FetchResult, listing: Listing) -> None:
+    """Record on a feed or sitemap that listed more entries than its cap that only the newest were read."""
+    if not listing.dropped:
+        return
+    result.outcome = "truncated"
+    result.error_class = "TooManyEntries"
+    result.error_message = (
+        f"the {listing.what} lists {listing.listed} entries, more than {listing.cap_setting}: the newest "
+        f"{listing.listed - listing.dropped} were read"
+    )
+    found.incomplete = True  # the validators are not kept: the next run reads the file again
 
 
 def detect_kind(text: str) -> str:
@@ -326,20 +369,46 @@ def check_xml_safe(text: str) -> None:
     except ElementTree.ParseError:
         # Not well-formed: feedparser's lenient parser may still read it, and that parser expands
         # the entities it finds in the prolog, so look there ourselves.
-        match = _FIRST_ELEMENT.search(text)
-        if _ENTITY_DECL.search(text[: match.start()] if match else text):
-            raise FeedError(
-                "EntitiesForbidden",
-                "the document declares XML entities; refused: entity expansion is not parsed",
-            ) from None
+        _refuse_prolog_entities(text)
 
 
-def parse_feed(text: str, base_url: str) -> list[FeedEntry]:
-    """Return the entries of an RSS or Atom feed, with absolute canonical URLs, each once."""
-    check_xml_safe(text)
+def _refuse_prolog_entities(text: str) -> None:
+    """Refuse a document whose prolog (where a DTD lives) declares entities; raise FeedError."""
+    match = _FIRST_ELEMENT.search(text)
+    if _ENTITY_DECL.search(text[: match.start()] if match else text):
+        raise FeedError(
+            "EntitiesForbidden",
+            "the document declares XML entities; refused: entity expansion is not parsed",
+        ) from None
+
+
+def bounded_xml(text: str, entry_names: frozenset[str], cap: int, max_depth: int) -> tuple[bytes, Bounded]:
+    """The document as UTF-8, cut to its `cap` newest entries; FeedError when nested too deep or unsafe.
+
+    Checked before any tree of the whole document is built: nesting (cheap streaming pass), then
+    entity declarations (on the whole document when it is used as it is, else on its prolog: the
+    cut document is re-serialised without its DTD).
+    """
+    data = text.encode("utf-8")
+    try:
+        scan = bound(data, entry_names, cap, max_depth)
+    except TooDeep as exc:
+        raise FeedError("TooDeep", f"{exc} (NEWSDEDUP_MAX_XML_DEPTH); refused before parsing") from None
+    except Uncuttable as exc:
+        raise FeedError("TooManyEntries", f"{exc}; refused: only a well-formed document is cut") from None
+    if scan.data is None:
+        check_xml_safe(text)
+        return data, scan
+    _refuse_prolog_entities(text)
+    return scan.data, scan
+
+
+def parse_feed(text: str, base_url: str, limits: ParseLimits = DEFAULT_LIMITS) -> Listing:
+    """Return the entries of an RSS or Atom feed (the newest within the cap), absolute and canonical, each once."""
+    data, scan = bounded_xml(text, FEED_ENTRIES, limits.max_feed_entries, limits.max_depth)
     # A file object, never a str or bytes: feedparser opens those as a URL or a local file name.
     parsed = feedparser.parse(
-        io.BytesIO(text.encode("utf-8")),
+        io.BytesIO(data),
         response_headers={"content-location": base_url, "content-type": "application/xml; charset=utf-8"},
         sanitize_html=False,
         resolve_relative_uris=False,
@@ -356,11 +425,11 @@ def parse_feed(text: str, base_url: str) -> list[FeedEntry]:
         updated = _feed_time(dict.get(item, "updated_parsed"))
         published = _feed_time(dict.get(item, "published_parsed")) or updated
         _add_entry(entries, link, base_url, item.get("title"), published, updated)
-    return list(entries.values())
+    return Listing(list(entries.values()), scan.entries, scan.entries - scan.kept)
 
 
-def parse_json_feed(text: str, base_url: str) -> list[FeedEntry]:
-    """Return the items of a JSON Feed (https://jsonfeed.org/version/1.1), each URL once."""
+def parse_json_feed(text: str, base_url: str, cap: int = ParseLimits.max_feed_entries) -> Listing:
+    """Return the items of a JSON Feed (https://jsonfeed.org/version/1.1), the newest `cap`, each URL once."""
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -372,14 +441,27 @@ def parse_json_feed(text: str, base_url: str) -> list[FeedEntry]:
     if not isinstance(items, list):
         raise FeedError("FeedParseError", "JSON Feed without an 'items' list")
     entries: dict[str, FeedEntry] = {}
+    items = [item for item in items if isinstance(item, dict)]
+    dropped = max(len(items) - cap, 0)
+    if dropped:
+        items = _newest(items, cap)
     for item in items:
-        if not isinstance(item, dict):
-            continue
         link = item.get("url") or item.get("external_url")
         published = _json_time(item.get("date_published"))
         updated = _json_time(item.get("date_modified"))
         _add_entry(entries, link, base_url, item.get("title"), published or updated, updated)
-    return list(entries.values())
+    return Listing(list(entries.values()), len(items) + dropped, dropped)
+
+
+def _newest(items: list[dict], cap: int) -> list[dict]:
+    """The `cap` newest JSON Feed items, in feed order; undated ones rank last, earlier before later."""
+    def key(index: int) -> tuple[float, int]:
+        item = items[index]
+        when = _json_time(item.get("date_published")) or _json_time(item.get("date_modified"))
+        return (when.timestamp() if when else float("-inf"), -index)
+
+    chosen = sorted(range(len(items)), key=key, reverse=True)[:cap]
+    return [items[i] for i in sorted(chosen)]
 
 
 def _add_entry(
@@ -396,7 +478,7 @@ def _add_entry(
     url = absolute_url(base_url, link.strip())
     if not url or url in entries:
         return
-    clean_title = " ".join(title.split())[:1000] if isinstance(title, str) else ""
+    clean_title = one_line(" ".join(title.split()), 1000) if isinstance(title, str) else ""
     entries[url] = FeedEntry(url, clean_title or None, published, updated)
 
 
@@ -433,7 +515,9 @@ def _json_time(value: Any) -> datetime | None:
 # --------------------------------------------------------------------------- home pages and sitemaps
 
 
-def _discover_home(found: Discovery, page: FetchResult, fetcher: Fetcher, known: dict[str, list[str | None]]) -> None:
+def _discover_home(
+    found: Discovery, page: FetchResult, fetcher: Fetcher, known: dict[str, list[str | None]], limits: ParseLimits
+) -> None:
     """Read the feeds a home page links to and the sitemaps its robots.txt names (on a 304: the last ones)."""
     if page.outcome == "not_modified":
         links = [url for url, validators in known.items() if _is_linked(validators)]
@@ -446,7 +530,7 @@ def _discover_home(found: Discovery, page: FetchResult, fetcher: Fetcher, known:
             f"expected an RSS/Atom/JSON feed or a sitemap, got an HTML page ({page.content_type}) that links "
             'to no feed (<link rel="alternate">) on a site whose robots.txt names no sitemap',
         )
-    walk = _Walk(found, fetcher, known, _urls_of(page))
+    walk = _Walk(found, fetcher, known, _urls_of(page), limits)
     for url in links:
         walk.fetch(url, linked=True)
     walk.run()
@@ -521,6 +605,7 @@ class _Walk:
     fetcher: Fetcher
     known: dict[str, list[str | None]]
     seen: set[str]
+    limits: ParseLimits
     entries: dict[str, FeedEntry] = field(default_factory=dict)
     queue: list[tuple[FetchResult, str | None]] = field(default_factory=list)
     read_files: int = 0
@@ -571,39 +656,27 @@ class _Walk:
         text = result.text or ""
         kind = kind or detect_kind(text)
         if kind != "sitemap":
-            for entry in parse_listing(kind, text, result.final_url):
-                self.entries.setdefault(entry.url, entry)
-            self.read_files += 1
-            return
-        root = _parse_sitemap(text)
+            listing = parse_listing(kind, text, result.final_url, self.limits)
+        else:
+            root, listing = _parse_sitemap(text, result.final_url, self.limits)
+            if _local(root.tag) == "sitemapindex":
+                self.read_files += 1
+                for node in _children(root, "sitemap"):
+                    url = absolute_url(result.final_url, _text(node, "loc") or "")
+                    if url:
+                        self.fetch(url, "sitemap")
+                return
         self.read_files += 1
-        if _local(root.tag) == "sitemapindex":
-            for node in _children(root, "sitemap"):
-                url = absolute_url(result.final_url, _text(node, "loc") or "")
-                if url:
-                    self.fetch(url, "sitemap")
-            return
-        for count, node in enumerate(_children(root, "url")):
-            if count >= MAX_SITEMAP_URLS:
-                self.found.incomplete = True
-                break
-            published = _text(node, "news", "publication_date")
-            lastmod = _text(node, "lastmod")
-            updated = _plausible(parse_datetime(lastmod)) if lastmod else None
-            _add_entry(
-                self.entries,
-                _text(node, "loc"),
-                result.final_url,
-                _text(node, "news", "title"),
-                (_plausible(parse_datetime(published)) if published else None) or updated,
-                updated,
-            )
+        _note_dropped(self.found, result, listing)
+        for entry in listing.entries:
+            self.entries.setdefault(entry.url, entry)
 
 
-def _parse_sitemap(text: str) -> ElementTree.Element:
-    """Parse a sitemap or sitemap index safely; raise FeedError for anything else."""
+def _parse_sitemap(text: str, base_url: str, limits: ParseLimits) -> tuple[ElementTree.Element, Listing]:
+    """Parse a sitemap or sitemap index safely (the newest URLs within the cap); FeedError for anything else."""
+    data, scan = bounded_xml(text, SITEMAP_ENTRIES, limits.max_sitemap_urls, limits.max_depth)
     try:
-        root = ElementTree.fromstring(text, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+        root = ElementTree.fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
         raise FeedError(
             type(exc).__name__,
@@ -615,7 +688,21 @@ def _parse_sitemap(text: str) -> ElementTree.Element:
     # Elements are matched by local name: sitemaps without xmlns, or with the https:// variant, are common.
     if _local(root.tag) not in ("urlset", "sitemapindex"):
         raise FeedError("SitemapParseError", f"not a sitemap: root element is <{root.tag}>")
-    return root
+    entries: dict[str, FeedEntry] = {}
+    for node in _children(root, "url"):
+        published = _text(node, "news", "publication_date")
+        lastmod = _text(node, "lastmod")
+        updated = _plausible(parse_datetime(lastmod)) if lastmod else None
+        _add_entry(
+            entries,
+            _text(node, "loc"),
+            base_url,
+            _text(node, "news", "title"),
+            (_plausible(parse_datetime(published)) if published else None) or updated,
+            updated,
+        )
+    dropped = scan.entries - scan.kept
+    return root, Listing(list(entries.values()), scan.entries, dropped, "sitemap", "NEWSDEDUP_MAX_SITEMAP_URLS")
 
 
 def _local(tag: object) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import psycopg2
 import psycopg2.extras
@@ -407,6 +407,35 @@ def known_urls(conn: Connection, urls: Sequence[str]) -> dict[str, datetime]:
     A URL is stored when an article has it as page or canonical URL in any of its spellings:
     http or https, with or without `www.` (see urls.url_variants).
     """
+    return _article_times(conn, urls, "fetched_at")
+
+
+def gone_urls(conn: Connection, urls: Sequence[str]) -> dict[str, datetime]:
+    """Return which of these URLs are stored articles marked gone, with when their page last answered 404/410."""
+    return _article_times(conn, urls, "gone_at")
+
+
+def mark_gone(conn: Connection, gone: Mapping[str, int], back: Sequence[str]) -> None:
+    """Mark the articles of these URLs gone (URL -> HTTP status 404/410); unmark those whose page came `back`."""
+    with conn.cursor() as cur:
+        for url, status in gone.items():
+            cur.execute(
+                "UPDATE articles SET gone_at = now(), gone_status = %(s)s "
+                "WHERE url = ANY(%(u)s) OR canonical_url = ANY(%(u)s)",
+                {"s": status, "u": url_variants(url) or [url]},
+            )
+        if back:
+            cur.execute(
+                "UPDATE articles SET gone_at = NULL, gone_status = NULL "
+                "WHERE gone_at IS NOT NULL AND (url = ANY(%(u)s) OR canonical_url = ANY(%(u)s))",
+                {"u": [v for url in back for v in url_variants(url) or [url]]},
+            )
+
+
+def _article_times(
+    conn: Connection, urls: Sequence[str], column: Literal["fetched_at", "gone_at"]
+) -> dict[str, datetime]:
+    """URL -> the latest non-null `column` (fetched_at or gone_at) of the articles stored under any spelling of it."""
     if not urls:
         return {}
     spellings: dict[str, list[str]] = {}
@@ -415,8 +444,9 @@ def known_urls(conn: Connection, urls: Sequence[str]) -> dict[str, datetime]:
             spellings.setdefault(variant, []).append(url)
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT url, fetched_at FROM articles WHERE url = ANY(%(u)s) "
-            "UNION ALL SELECT canonical_url, fetched_at FROM articles WHERE canonical_url = ANY(%(u)s)",
+            f"SELECT url, {column} FROM articles WHERE url = ANY(%(u)s) AND {column} IS NOT NULL "  # noqa: S608
+            f"UNION ALL SELECT canonical_url, {column} FROM articles "  # noqa: S608
+            f"WHERE canonical_url = ANY(%(u)s) AND {column} IS NOT NULL",
             {"u": list(spellings)},
         )
         rows = cur.fetchall()
