@@ -21,6 +21,7 @@ from newsdedup.config import ConfigError, Settings, redact
 from newsdedup.fetch import HTML_TYPES, Fetcher, FetchPolicy, FetchResult
 from newsdedup.settings import load as load_settings
 from newsdedup.sources import FeedEntry, discover, load_sources
+from newsdedup.textsafe import one_line
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def crawl_source(db_url: str, run_id: int, source_name: str, fetcher: Fetcher | 
         if _is_infrastructure(exc):
             raise
         log.exception("source %s: crawl failed", source_name)
-        report.update(failed=True, error=redact(f"{type(exc).__name__}: {exc}")[:1000])
+        report.update(failed=True, error=one_line(redact(f"{type(exc).__name__}: {exc}"), 1000))
     finally:
         if own_fetcher:
             fetcher.close()
