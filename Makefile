@@ -30,8 +30,11 @@ lint: venv
 bench: venv
 	@bash scripts/bench.sh
 
+# make up EXECUTOR=celery WORKERS=2: the CeleryExecutor with a private Redis and N workers (default: local).
+EXECUTOR ?= local
+WORKERS ?= 2
 up: venv
-	@bash scripts/stack.sh up
+	@NEWSDEDUP_EXECUTOR=$(EXECUTOR) NEWSDEDUP_CELERY_WORKERS=$(WORKERS) bash scripts/stack.sh up
 
 down:
 	@bash scripts/stack.sh down

@@ -42,7 +42,8 @@ sys.path.insert(0, str(REPO / "plugins"))
 
 import xxhash  # noqa: E402
 from datasketch import MinHash, MinHashLSH  # noqa: E402
-from newsdedup.dedup import DedupParams, cluster_jsonl  # noqa: E402
+from newsdedup.dedup_jsonl import cluster_jsonl  # noqa: E402
+from newsdedup.minhash import DedupParams  # noqa: E402
 from newsdedup.normalize import normalize_for_compare  # noqa: E402
 
 CORPUS = Path("corpora") / "article-extraction-benchmark"

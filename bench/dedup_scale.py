@@ -23,9 +23,10 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,41 +35,35 @@ import numpy as np
 import psycopg2
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins"))
+sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
 from newsdedup import store  # noqa: E402
-from newsdedup.dedup import Doc  # noqa: E402
+from newsdedup.dedup_records import Doc  # noqa: E402
 from newsdedup.dedup_store import assign_clusters  # noqa: E402
 from newsdedup.minhash import DedupParams  # noqa: E402
 from newsdedup.sources import Source  # noqa: E402
+
+from bench import private_server  # noqa: E402
 
 SHARED = Path(os.environ.get("NEWSDEDUP_SHARED_DIR", REPO.parent / "shared"))
 CORPUS = SHARED / "corpora" / "article-extraction-benchmark"
 FILLER_START = 10_000_000  # article ids of background articles, far from the real ones
 INDEX_TABLES = ("article_signatures", "lsh_bands", "common_shingles", "source_boilerplate")
+PG_OPTIONS = "-c shared_buffers=1GB -c maintenance_work_mem=1GB -c max_wal_size=8GB"
 
 
-def start_server() -> tuple[str, str, dict]:
-    """A private PostgreSQL with two databases, the measured one and the baseline (or the two env URLs)."""
+@contextmanager
+def databases() -> Iterator[tuple[str, str]]:
+    """The measured database and the baseline: two on one new private PostgreSQL (or the two env URLs)."""
     given = os.environ.get("NEWSDEDUP_BENCH_DB_URL")
     if given:
         base = os.environ.get("NEWSDEDUP_BENCH_BASE_DB_URL")
         if not base:
             raise SystemExit("NEWSDEDUP_BENCH_DB_URL needs NEWSDEDUP_BENCH_BASE_DB_URL (an empty baseline database)")
-        return given, base, {}
-    env = os.environ | {
-        "NEWSDEDUP_PGHOME": "/tmp/newsdedup-bench-scale",  # noqa: S108 - the postgres user must reach it
-        "NEWSDEDUP_PGOPTS": "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-        "-c shared_buffers=1GB -c maintenance_work_mem=1GB -c max_wal_size=8GB",
-    }
-    pg = [str(REPO / "scripts" / "pg.sh")]
-    subprocess.run([*pg, "destroy"], env=env, check=False, capture_output=True)
-    subprocess.run([*pg, "start"], env=env, check=True, capture_output=True)
-    urls = [
-        subprocess.run([*pg, "url", name], env=env, check=True, capture_output=True, text=True).stdout.strip()
-        for name in ("bench", "bench_base")
-    ]
-    return urls[0], urls[1], env
+        yield given, base
+        return
+    with private_server("bench", "bench_base", options=PG_OPTIONS) as (url, base):
+        yield url, base
 
 
 def corpus_texts() -> list[str]:
@@ -99,8 +94,10 @@ def copy_rows(cur: psycopg2.extensions.cursor, table: str, columns: str, lines: 
     cur.copy_expert(f"COPY {table} ({columns}) FROM STDIN", lines)  # noqa: S608 - fixed names
 
 
-def load_filler(conn, first_id: int, count: int, params: DedupParams, rng: np.random.Generator) -> None:
-    """Bulk-load `count` background articles with random signatures, in chunks."""
+def load_filler(
+    conn, first_id: int, count: int, params: DedupParams, rng: np.random.Generator, fetched: str = "2026-01-01"
+) -> None:
+    """Bulk-load `count` background articles with random signatures, fetched at `fetched`, in chunks."""
     chunk = 50_000
     version = params.version
     with conn.cursor() as cur:
@@ -112,13 +109,13 @@ def load_filler(conn, first_id: int, count: int, params: DedupParams, rng: np.ra
             band_hashes = rng.integers(-(2**63), 2**63 - 1, size=(len(ids), width), dtype=np.int64)
             for row, article_id in enumerate(ids.tolist()):
                 url = f"https://filler.example/{article_id}"
-                arts.write(f"{article_id}\t{url}\t{url}\tfiller\t\t{article_id:064x}\t2026-01-01\t{article_id}\n")
+                arts.write(f"{article_id}\t{url}\t{url}\tfiller\t\t{article_id:064x}\t{fetched}\t{article_id}\n")
                 clusters.write(f"{article_id}\t{article_id}\t1\t3000\n")
                 sig = rng.integers(0, 2**32, size=params.num_perm, dtype=np.uint32).astype("<u4").tobytes().hex()
                 sh = rng.integers(0, 2**32, size=300, dtype=np.uint32).astype("<u4").tobytes().hex()
                 sigs.write(f"{article_id}\t{version}\t\\\\x{sig}\t\\\\x{sh}\t{article_id}\t3000\n")
-                for band_no, value in enumerate(band_hashes[row].tolist()):
-                    bands.write(f"{value}\t{band_no}\t{article_id}\n")
+                for value in band_hashes[row].tolist():
+                    bands.write(f"{value}\t{article_id}\n")
             copy_rows(
                 cur,
                 "articles",
@@ -129,7 +126,7 @@ def load_filler(conn, first_id: int, count: int, params: DedupParams, rng: np.ra
             copy_rows(
                 cur, "article_signatures", "article_id, params_version, signature, shingles, text_hash, length", sigs
             )
-            copy_rows(cur, "lsh_bands", "band_hash, band_no, article_id", bands)
+            copy_rows(cur, "lsh_bands", "band_hash, article_id", bands)
         cur.execute("SET session_replication_role = DEFAULT")
         for table in ("lsh_bands", "article_signatures", "articles", "story_clusters"):
             cur.execute(f"ANALYZE {table}")
@@ -161,7 +158,6 @@ def time_batch(conn, texts: list[str], params: DedupParams, sources: list[int]) 
     """Cluster the batch once (inserting its articles first, outside the timing), then roll back."""
     rows = [
         store.ArticleRow(
-            sources[i % len(sources)],
             f"https://new.example/{i}",
             f"https://new.example/{i}",
             "t",
@@ -169,7 +165,8 @@ def time_batch(conn, texts: list[str], params: DedupParams, sources: list[int]) 
             None,
             None,
             "en",
-            datetime.now(UTC),
+            source_id=sources[i % len(sources)],
+            fetched_at=datetime.now(UTC),
         )
         for i, text in enumerate(texts)
     ]
@@ -189,8 +186,8 @@ def prepare(conn, texts: list[str], params: DedupParams) -> list[int]:
     store.migrate(conn)
     originals = [
         store.ArticleRow(
-            None, f"https://orig.example/{i}", f"https://orig.example/{i}", "t", t, None, None, "en",
-            datetime.now(UTC),
+            f"https://orig.example/{i}", f"https://orig.example/{i}", "t", t, None, None, "en",
+            source_id=None, fetched_at=datetime.now(UTC),
         )
         for i, t in enumerate(texts)
     ]
@@ -217,13 +214,13 @@ def _median(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else statistics.median(values)
 
 
-def index_bytes_per_article(conn, stored: int) -> float:
-    """Bytes of the dedup index tables (with their indexes and TOAST) per stored article."""
+def index_bytes_per_article(conn, stored: int) -> dict[str, float]:
+    """Bytes of each dedup index table (with its indexes and TOAST) per stored article."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s::text[]) AS t", (list(INDEX_TABLES),)
+            "SELECT t, pg_total_relation_size(t::regclass) FROM unnest(%s::text[]) AS t", (list(INDEX_TABLES),)
         )
-        return cur.fetchone()[0] / stored
+        return {table: size / stored for table, size in cur.fetchall()}
 
 
 def main() -> int:
@@ -241,8 +238,7 @@ def main() -> int:
     texts = corpus_texts()
     batch = batch_texts(texts, args.batch, rng)
     sizes = sorted(args.sizes)
-    url, base_url, env = start_server()
-    try:
+    with databases() as (url, base_url):
         with store.connect(url) as conn, store.connect(base_url) as base:
             sources = prepare(conn, texts, params)
             base_sources = prepare(base, texts, params)
@@ -277,16 +273,14 @@ def main() -> int:
             with conn.cursor() as cur:
                 cur.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
                 print(f"database size at {loaded:,} stored articles: {cur.fetchone()[0]}")
-            per_article = index_bytes_per_article(conn, loaded)
-            print(f"dedup index storage ({', '.join(INDEX_TABLES)}): {per_article:,.0f} bytes per article")
+            per_table = index_bytes_per_article(conn, loaded)
+            parts = ", ".join(f"{table} {size:,.0f}" for table, size in per_table.items())
+            print(f"dedup index storage: {sum(per_table.values()):,.0f} bytes per article ({parts})")
         print(f"\nstored articles | wall s | CPU s | ratio to the {sizes[0]:,} baseline, wall | CPU (median of rounds)")
         for size, wall, cpu, _, wall_ratio, cpu_ratio in results:
             cpu_s = "n/a" if cpu is None else f"{cpu:.2f}"
             cpu_r = "n/a" if cpu_ratio is None else f"{cpu_ratio:.2f}"
             print(f"{size:>15,} | {wall:6.2f} | {cpu_s:>5} | {wall_ratio:.2f} | {cpu_r}")
-    finally:
-        if env:
-            subprocess.run([str(REPO / "scripts" / "pg.sh"), "destroy"], env=env, check=False, capture_output=True)
     return 0
 
 

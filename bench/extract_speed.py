@@ -2,7 +2,7 @@
 
 For each page set, the baseline, `trafilatura.extract(html, url=url)` with its defaults (full mode: the
 readability/justext comparison, tables and comments on, no metadata), and newsdedup's processing of pages
-as an extraction worker does it, `process.extract_pages` on chunks of CHUNK_PAGES with the pipeline's own
+as an extraction worker does it, `page_extraction.extract_pages` on chunks of CHUNK_PAGES with the pipeline's own
 settings: extraction (metadata; text by trafilatura's fast pass with tables, comments off, and its full
 pass where the fast text is suspect; language), segment cleaning, and the MinHash signature with its band
 keys, take turns chunk by chunk. Times are CPU seconds of this process (the machine is shared). The ratio is
@@ -29,7 +29,8 @@ sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
 import trafilatura  # noqa: E402
 from newsdedup.extract import _article_text, read_page  # noqa: E402
-from newsdedup.process import CHUNK_PAGES, ProcessSettings, _Extractor, extract_pages  # noqa: E402
+from newsdedup.page_extraction import extract_pages  # noqa: E402
+from newsdedup.process import CHUNK_PAGES, ProcessSettings, _Extractor  # noqa: E402
 
 Page = tuple[str, str]  # (url, html)
 

@@ -1,7 +1,8 @@
 """Load benchmark: a generated news site of N articles on H hosts (127.0.0.x), ingested run after run.
 
 The site publishes its articles in R rounds; after each round one `pipeline.run_once` (the code path
-of `newsdedup ingest`, the same steps as the DAG) crawls every host's RSS feed, fetches the new pages
+of `newsdedup ingest`, the same steps as the DAG) crawls every host's RSS feed (all made due first:
+this measures runs that read every feed, not the polling schedule), fetches the new pages
 and processes them. About 30 % of the articles are syndicated copies of an article on another host
 (verbatim, shortened, with a dateline or a credit line, lightly edited, re-headlined), 10 % repeat their
 headline in the first paragraph. Pages are about 60 KB (menus, scripts, lists of other articles), made on
@@ -14,7 +15,8 @@ in the first and the last round; the stories found against the site's ground tru
     .venv/bin/python bench/load.py --articles 100000            # the full load (about 35 min here)
     .venv/bin/python bench/load.py --articles 3000 --runs 3     # a quick look
 
-It starts its own PostgreSQL (scripts/pg.sh, under /tmp) and removes it afterwards unless --keep.
+It starts its own PostgreSQL (bench.private_database: a new private folder under /tmp, fsync off) and removes
+it afterwards unless --keep (or uses NEWSDEDUP_BENCH_DB_URL).
 """
 
 from __future__ import annotations
@@ -543,12 +545,6 @@ def bare_extract_per_min(corpus: Corpus, site: Site, sample: int = 600) -> float
     return len(pages) / seconds * 60
 
 
-def _pg(env: dict, *args: str) -> str:
-    """Run scripts/pg.sh."""
-    return subprocess.run([str(REPO / "scripts" / "pg.sh"), *args], env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
 def _quality(db_url: str, corpus: Corpus, port: int) -> dict:
     """Stories found against the ground truth, streaming the articles (pairs counted per cluster/story)."""
     import psycopg2
@@ -577,20 +573,25 @@ def _quality(db_url: str, corpus: Corpus, port: int) -> dict:
 
 
 def run_load(articles: int, hosts: int, runs: int, keep: bool) -> dict:
-    """Publish, ingest and measure round after round; return the figures."""
+    """Publish, ingest and measure round after round in a private database; return the figures."""
+    from bench import private_database
+
+    with private_database("loadbench", keep=keep) as db_url:
+        return _load(db_url, articles, hosts, runs)
+
+
+def _load(db_url: str, articles: int, hosts: int, runs: int) -> dict:
+    """Publish, ingest and measure round after round against `db_url`."""
     import psycopg2
-    from newsdedup import pipeline, store
+    from newsdedup import pipeline, polling, store
     from newsdedup.config import Settings
 
     per_host = -(-articles // hosts)
     per_run = -(-per_host // runs)
-    env = os.environ | {"NEWSDEDUP_PGHOME": str(Path(tempfile.gettempdir()) / f"newsdedup-load-{os.getpid()}")}
-    _pg(env, "start")
     work = Path(tempfile.mkdtemp(prefix="newsdedup-load-"))
     site = Site(articles, hosts, per_run + FEED_EXTRA)
     results: dict = {"articles": articles, "hosts": hosts, "runs": runs, "rounds": []}
     try:
-        db_url = _pg(env, "url", "loadbench")
         with store.connect(db_url) as conn:
             store.migrate(conn)
         sources = work / "sources.yaml"
@@ -605,6 +606,8 @@ def run_load(articles: int, hosts: int, runs: int, keep: bool) -> dict:
         total_seconds, stored = 0.0, 0
         for round_no in range(runs):
             site.publish(min(per_host, (round_no + 1) * per_run))
+            with store.connect(db_url) as conn:
+                polling.due_now(conn)  # every feed has new items: the run reads them all, as an hour later
             sampler.take()
             started = time.perf_counter()
             row = pipeline.run_once(settings, run_key=f"load-{round_no}")
@@ -652,8 +655,6 @@ def run_load(articles: int, hosts: int, runs: int, keep: bool) -> dict:
     finally:
         site.stop()
         shutil.rmtree(work, ignore_errors=True)
-        if not keep:
-            _pg(env, "destroy")
 
 
 def main(argv: list[str] | None = None) -> int:

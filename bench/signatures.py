@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "plugins"))
 import numpy as np  # noqa: E402
 import xxhash  # noqa: E402
 from datasketch import MinHash  # noqa: E402
-from newsdedup.dedup import fingerprint_text  # noqa: E402
+from newsdedup.dedup_records import fingerprint_text  # noqa: E402
 from newsdedup.minhash import (  # noqa: E402
     DedupParams,
     Signer,

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,14 +22,13 @@ from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from newsdedup.airflow_helpers import NOTE_LIMIT, NOTE_XCOM_KEY, server_db_url
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/newsdedup"
 GUARDED_DAG = "news_ingest"  # read access to this DAG is read access to the dashboard
-NOTE_XCOM_KEY = "run_note"
-NOTE_LIMIT = 1000
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
 
 
@@ -116,17 +114,11 @@ async def authorized_user(request: Request) -> Any:
 
 
 def article_db_url() -> str:
-    """The article database: the Airflow connection newsdedup_db, else NEWSDEDUP_DB_URL."""
-    from airflow.exceptions import AirflowNotFoundException
-    from airflow.models.connection import Connection
-
-    try:
-        return Connection.get_connection_from_secrets("newsdedup_db").get_uri()
-    except AirflowNotFoundException:
-        url = os.environ.get("NEWSDEDUP_DB_URL", "")
-        if not url:
-            raise HTTPException(status_code=503, detail="no connection newsdedup_db configured") from None
-        return url
+    """The article database: the Airflow connection newsdedup_db, else NEWSDEDUP_DB_URL; else 503."""
+    url = server_db_url()
+    if not url:
+        raise HTTPException(status_code=503, detail="no connection newsdedup_db configured")
+    return url
 
 
 # --------------------------------------------------------------------------- page and charts
@@ -307,9 +299,9 @@ ICON = (
 
 def _dashboard_data() -> dict:
     """Query everything the page shows."""
-    from newsdedup import monitor
+    from newsdedup import dashboard_queries
 
-    return monitor.dashboard(article_db_url())
+    return dashboard_queries.dashboard(article_db_url())
 
 
 # The UI shows the page in an iframe from its own origin (the nav entry), so framing is limited to the same

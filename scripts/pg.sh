@@ -14,6 +14,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo/scripts/service_user.sh"
 memo=$repo/.pg-home
 pgopts=${NEWSDEDUP_PGOPTS:-}
 analyst=newsdedup_analyst
@@ -42,20 +43,6 @@ Install them, for example:
 or run the whole stack with Docker instead:  docker compose up
 MSG
   exit 3
-}
-
-# The server refuses to run as root: run its commands as the postgres OS user then.
-as_pg() {
-  if [ "$(id -u)" = 0 ]; then
-    id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
-    runuser -u postgres -- "$@"
-  else
-    "$@"
-  fi
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 new_secret() {
@@ -92,7 +79,7 @@ make_home() {
 
 # Hand a directory we just created (mode 700, so nobody else could have replaced it) to the server user.
 own_home() {
-  [ "$server_user" = "$me" ] || { as_pg true; chown -h "$server_user" "$1"; }
+  [ "$server_user" = "$me" ] || { as_service_user true; chown -h "$server_user" "$1"; }
 }
 
 # Sets $home: NEWSDEDUP_PGHOME, else the remembered one; "create" makes a new one where there is none.
@@ -124,7 +111,7 @@ resolve_home() {
 }
 
 running() {
-  [ -n "$home" ] && [ -f "$home/data/postmaster.pid" ] && as_pg "$bindir/pg_ctl" -D "$home/data" status >/dev/null 2>&1
+  [ -n "$home" ] && [ -f "$home/data/postmaster.pid" ] && as_service_user "$bindir/pg_ctl" -D "$home/data" status >/dev/null 2>&1
 }
 
 need_running() {
@@ -159,8 +146,8 @@ init_cluster() {
   rm -f "$home/pgpass"
   add_login postgres "$secret"
   # initdb (run as the server user) reads the password from a file of its own, removed right after.
-  printf '%s\n' "$secret" | as_pg sh -c 'umask 077; cat > "$1"' sh "$pwfile"
-  as_pg "$bindir/initdb" -D "$home/data" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
+  printf '%s\n' "$secret" | as_service_user sh -c 'umask 077; cat > "$1"' sh "$pwfile"
+  as_service_user "$bindir/initdb" -D "$home/data" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
     --pwfile="$pwfile" -E UTF8 --locale=C.UTF-8 >"$home/initdb.log" 2>&1 \
     || { rm -f "$pwfile"; cat "$home/initdb.log" >&2; exit 1; }
   rm -f "$pwfile"
@@ -178,7 +165,7 @@ case "$cmd" in
     [ -f "$home/data/PG_VERSION" ] || init_cluster
     [ -s "$home/pgpass" ] || die "$home/pgpass is missing: scripts/pg.sh destroy, then start again"
     port=$(free_port)
-    as_pg "$bindir/pg_ctl" -D "$home/data" -l "$home/data/server.log" -w -t 30 \
+    as_service_user "$bindir/pg_ctl" -D "$home/data" -l "$home/data/server.log" -w -t 30 \
       -o "-p $port -k $home/data -c listen_addresses=127.0.0.1 $pgopts" start >/dev/null \
       || { tail -n 20 "$home/data/server.log" >&2; exit 1; }
     echo "$port" > "$home/port"
@@ -187,7 +174,7 @@ case "$cmd" in
   stop)
     resolve_home "" lenient
     if running; then
-      as_pg "$bindir/pg_ctl" -D "$home/data" -m fast -w stop >/dev/null
+      as_service_user "$bindir/pg_ctl" -D "$home/data" -m fast -w stop >/dev/null
       echo "PostgreSQL stopped (data $home/data)"
     else
       echo "PostgreSQL not running${home:+ (data $home/data)}"
@@ -234,7 +221,7 @@ SQL
   destroy)
     resolve_home "" lenient
     if [ -z "$home" ]; then echo "nothing to remove"; exit 0; fi
-    running && as_pg "$bindir/pg_ctl" -D "$home/data" -m fast -w stop >/dev/null
+    running && as_service_user "$bindir/pg_ctl" -D "$home/data" -m fast -w stop >/dev/null
     rm -rf "$home"
     [ -z "${NEWSDEDUP_PGHOME:-}" ] && rm -f "$memo"
     echo "removed $home"

@@ -4,6 +4,10 @@
 #           admin login, the four Airflow 3.3 components (api-server, scheduler, dag-processor, triggerer;
 #           LocalExecutor) on 127.0.0.1, and the demo news site when no real sources are configured;
 #           then news_ingest is unpaused and one run started. Running it again starts nothing twice.
+#           NEWSDEDUP_EXECUTOR=celery (make up EXECUTOR=celery WORKERS=N): the CeleryExecutor instead, with a
+#           private Redis as broker (scripts/redis.sh), the result backend in the "airflow" database and
+#           NEWSDEDUP_CELERY_WORKERS (2) `airflow celery worker` processes worker1..N, NEWSDEDUP_CELERY_CONCURRENCY
+#           (2) task slots each; each records its tasks' hostname as <host>-workerN (newsdedup.worker_name).
 #   down    stops exactly what `up` started, by the PID files it wrote (and PostgreSQL if `up` started it).
 #   status  what runs, where, and the latest runs.
 #   env     the environment the components get (for tests and for comparing with docker-compose.yml).
@@ -20,6 +24,14 @@ export AIRFLOW_HOME=${AIRFLOW_HOME:-$repo/.airflow}
 state=${NEWSDEDUP_STACK_DIR:-$AIRFLOW_HOME/stack}
 api_port=${NEWSDEDUP_API_PORT:-8080}
 components=(api-server scheduler dag-processor triggerer)
+executor=${NEWSDEDUP_EXECUTOR:-local}
+workers=${NEWSDEDUP_CELERY_WORKERS:-2}
+case $executor in
+  local | celery) ;;
+  *) echo "NEWSDEDUP_EXECUTOR (make up EXECUTOR=...): local or celery, not '$executor'" >&2; exit 2 ;;
+esac
+[[ $workers =~ ^[1-9][0-9]?$ ]] \
+  || { echo "NEWSDEDUP_CELERY_WORKERS (make up WORKERS=...): 1 to 99, not '$workers'" >&2; exit 2; }
 dags=(news_ingest news_maintenance)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -36,6 +48,51 @@ stack_env() {
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$state/passwords.json
   export AIRFLOW__CORE__LAZY_LOAD_PLUGINS=False
   export AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1
+  if [ "$executor" = celery ]; then celery_env; fi
+}
+
+# The CeleryExecutor's settings (every component, workers included, needs them): the broker is the private
+# Redis (its URL without the password while it is not running), results go to Airflow's metadata database.
+celery_env() {
+  export AIRFLOW__CORE__EXECUTOR=CeleryExecutor
+  AIRFLOW__CELERY__BROKER_URL=$(redis url 2>/dev/null || echo redis://127.0.0.1:6379/0)
+  export AIRFLOW__CELERY__BROKER_URL
+  export AIRFLOW__CELERY__RESULT_BACKEND=db+${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN/+psycopg2/}
+  export AIRFLOW__CELERY__WORKER_CONCURRENCY=${NEWSDEDUP_CELERY_CONCURRENCY:-2}
+}
+
+worker_names() {
+  if [ "$executor" = celery ]; then seq -f 'worker%g' "$workers"; fi
+}
+
+# The workers a running stack has, by their PID files (whatever WORKERS says now).
+running_workers() {
+  local file
+  for file in "$state"/worker*.pid; do
+    if [ -e "$file" ]; then basename "$file" .pid; fi
+  done
+}
+
+redis() { NEWSDEDUP_REDIS_STATE=$state/redis scripts/redis.sh "$@"; }
+
+# One Celery worker: its own Celery node name and its own TaskInstance hostname; no log server (it would
+# bind every interface; the API server reads task logs from the shared log folder).
+start_worker() {
+  start_component "$1" env STACK_WORKER_NAME="$1" \
+    AIRFLOW__CORE__HOSTNAME_CALLABLE=newsdedup.worker_name.worker_hostname \
+    airflow celery worker --celery-hostname "$1@%h" --concurrency "$AIRFLOW__CELERY__WORKER_CONCURRENCY" \
+    --skip-serve-logs
+}
+
+# Wait until every worker logged that it is ready (connected to Redis, consuming its queue).
+wait_workers() {
+  local name
+  for name in "$@"; do
+    for _ in $(seq 240); do grep -q "$name@[^ ]* ready\." "$state/logs/$name.log" 2>/dev/null && break; sleep 0.5; done
+    grep -q "$name@[^ ]* ready\." "$state/logs/$name.log" 2>/dev/null \
+      || { tail -n 20 "$state/logs/$name.log" >&2; echo "$name did not become ready in 120 s" >&2; exit 1; }
+  done
+  echo "workers ready: $*"
 }
 
 # Which sources the DAG crawls: NEWSDEDUP_SOURCES, else config/sources.yaml when it enables a source,
@@ -88,7 +145,11 @@ start_component() {
 stop_components() {
   local name pid stopping=()
   for name in "$@"; do
-    if alive "$name"; then
+    if alive "$name" && [[ $name == worker* ]]; then
+      # Warm shutdown: the worker waits for its running tasks (each in a process group of its own).
+      kill -TERM "$(pid_of "$name")" 2>/dev/null || true
+      stopping+=("$name")
+    elif alive "$name"; then
       kill -TERM -- "-$(pid_of "$name")" 2>/dev/null || kill -TERM "$(pid_of "$name")" 2>/dev/null || true
       stopping+=("$name")
     else
@@ -140,10 +201,20 @@ up() {
   pg_port=$(scripts/pg.sh port)
   scripts/pg.sh url newsdedup >/dev/null
   scripts/pg.sh url airflow >/dev/null
+  if alive scheduler && [ "$(cat "$state/executor" 2>/dev/null || echo local)" != "$executor" ]; then
+    echo "the stack runs with the $(cat "$state/executor" 2>/dev/null || echo local) executor: make down first" >&2
+    exit 1
+  fi
+  if [ "$executor" = celery ]; then
+    say "Redis (Celery broker)"
+    redis start
+  fi
   stack_env "$pg_port"
   choose_sources
 
-  if alive api-server && alive scheduler && alive dag-processor && alive triggerer; then
+  local name missing=0
+  for name in "${components[@]}" $(worker_names); do alive "$name" || missing=1; done
+  if [ "$missing" = 0 ]; then
     say "Airflow is already running"
     status || true
     return
@@ -172,13 +243,17 @@ up() {
   echo "Airflow metadata in postgresql://postgres@127.0.0.1:$pg_port/airflow"
   admin_password
 
-  say "Airflow 3.3 (LocalExecutor, parallelism $AIRFLOW__CORE__PARALLELISM)"
-  env | grep -E '^(AIRFLOW|NEWSDEDUP|PYTHONPATH|PG_PORT)' | sort > "$state/env"
+  say "Airflow 3.3 ($AIRFLOW__CORE__EXECUTOR, parallelism $AIRFLOW__CORE__PARALLELISM)"
+  (umask 077; env | grep -E '^(AIRFLOW|NEWSDEDUP|PYTHONPATH|PG_PORT)' | sort > "$state/env")
+  chmod 600 "$state/env"  # passwords of PostgreSQL and Redis
+  echo "$executor" > "$state/executor"
   start_component api-server airflow api-server
   start_component dag-processor airflow dag-processor
   start_component triggerer airflow triggerer --skip-serve-logs
+  for name in $(worker_names); do start_worker "$name"; done
   # Tasks report to the API server's execution API: schedule nothing before it answers.
   "$PY" scripts/stack_api.py wait-health --timeout 180 || { tail -n 20 "$state/logs/api-server.log" >&2; exit 1; }
+  if [ "$executor" = celery ]; then wait_workers $(worker_names); fi
   start_component scheduler airflow scheduler --skip-serve-logs
   "$PY" scripts/stack_api.py wait-dag "${dags[@]}" --timeout 180
   "$PY" scripts/stack_api.py kickoff news_ingest --since "$started_at"
@@ -193,12 +268,18 @@ MSG
 
 down() {
   local any=0
-  for name in triggerer dag-processor scheduler api-server demo-site; do
+  for name in triggerer dag-processor scheduler api-server demo-site $(running_workers); do
     if [ -f "$state/$name.pid" ]; then any=1; fi
   done
-  # The scheduler first (it runs the tasks), then the rest together.
+  # The scheduler first (it queues, or with the LocalExecutor runs, the tasks), then Celery workers, then the rest.
   stop_components scheduler
+  stop_components $(running_workers)
   stop_components triggerer dag-processor api-server demo-site
+  if [ -s "$state/redis/port" ]; then
+    redis stop
+    any=1
+  fi
+  rm -f "$state/executor"
   if [ -f "$state/pg.started" ]; then
     scripts/pg.sh stop
     rm -f "$state/pg.started"
@@ -210,7 +291,8 @@ down() {
 status() {
   local all=0 name
   echo "stack state: $state"
-  for name in "${components[@]}" demo-site; do
+  echo "executor: $(cat "$state/executor" 2>/dev/null || echo "$executor (not started)")"
+  for name in "${components[@]}" $(running_workers) demo-site; do
     if alive "$name"; then
       printf '  %-14s running (pid %s)\n' "$name" "$(pid_of "$name")"
     elif [ "$name" != demo-site ]; then
@@ -218,6 +300,9 @@ status() {
       all=1
     fi
   done
+  if [ -s "$state/redis/port" ]; then
+    printf '  %-14s %s\n' redis "$(redis status 2>&1 | sed 's/^Redis //')"
+  fi
   if scripts/pg.sh status >/dev/null 2>&1; then
     echo "  postgresql     running on 127.0.0.1:$(scripts/pg.sh port)$([ -f "$state/pg.started" ] && echo ' (started by make up)')"
   else

@@ -11,7 +11,9 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 
@@ -103,6 +105,15 @@ def kickoff(api: Api, dag_id: str, grace: float, since: str) -> str:
     return f"{body['dag_run_id']} (manual, {body['state']})"
 
 
+def tasks_by_host(api: Api, dag_id: str, run_id: str) -> str:
+    """Count the run's task instances per hostname (Celery workers: <host>-workerN): `box-worker1 9, box-worker2 8`."""
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances?limit=100"
+    status, body = api.request("GET", path)
+    instances = body.get("task_instances", []) if status == 200 else []
+    hosts = Counter(ti["hostname"] for ti in instances if ti.get("hostname"))
+    return ", ".join(f"{host} {count}" for host, count in sorted(hosts.items()))
+
+
 def show_status(api: Api, dag_ids: list[str]) -> None:
     """Print each DAG's paused flag and latest runs."""
     for dag_id in dag_ids:
@@ -112,9 +123,12 @@ def show_status(api: Api, dag_ids: list[str]) -> None:
             continue
         paused = "paused" if dag.get("is_paused") else "active"
         print(f"  {dag_id} ({paused}, {dag.get('timetable_description') or dag.get('timetable_summary')}):")
-        for run in runs(api, dag_id):
+        latest = runs(api, dag_id)
+        for run in latest:
             note = " · note: " + run["note"].splitlines()[0] if run.get("note") else ""
             print(f"    {run['dag_run_id']}  {run['state']}{note}")
+        if latest and (hosts := tasks_by_host(api, dag_id, latest[0]["dag_run_id"])):
+            print(f"    tasks of the latest run by host: {hosts}")
 
 
 def main(argv: list[str] | None = None) -> int:

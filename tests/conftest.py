@@ -38,6 +38,12 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def make_due(db_url: str) -> None:
+    """Make every source due now, as its poll interval passing would: the next run reads them all again."""
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE sources SET next_due_at = now()")
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of the maintenance database of a running PostgreSQL server.

@@ -179,12 +179,15 @@ def test_slow_source_stops_at_its_budget_and_the_rest_waits_for_the_next_run(
     assert query(db, "SELECT etag FROM sources WHERE name = 'slow-outlet'") == [(None,)]
 
     outlets.page_seconds = 0
+    due_now = "UPDATE sources SET next_due_at = now() RETURNING 1"  # an hour later: every source due again
+    query(db, due_now)
     second = pipeline.run_once(run_settings, run_key="hour-2")
     feed_requests = slow.requests_for("/feed.xml")
     assert feed_requests[-1].headers.get("if-none-match") is None  # read in full, so nothing stays hidden
     assert stored(db, "slow-outlet") == LINKS and second["articles_new"] == LINKS - reached
     assert all(slow.hits(p) == 1 for p in outlets.slow_paths())  # each link fetched once over both runs
 
+    query(db, due_now)
     third = pipeline.run_once(run_settings, run_key="hour-3")
     assert third["feeds_not_modified"] >= 1 and slow.requests_for("/feed.xml")[-1].headers.get("if-none-match")
 
@@ -231,9 +234,11 @@ def test_the_budget_is_bounded(value: str) -> None:
 
 def test_crawl_task_execution_timeout_comes_from_the_budget() -> None:
     from airflow.dag_processing.dagbag import DagBag
+    from newsdedup.airflow_helpers import crawl_shard_time_limit
 
-    assert pipeline.crawl_time_limit({}) == timedelta(seconds=300 + 2 * 30 + 60)
-    assert pipeline.crawl_time_limit({"NEWSDEDUP_SOURCE_BUDGET_SECONDS": "20"}) == timedelta(seconds=140)
+    window = 30 * 60  # no source of a shard starts later
+    assert crawl_shard_time_limit({}) == timedelta(seconds=window + 300 + 2 * 30 + 60)
+    assert crawl_shard_time_limit({"NEWSDEDUP_SOURCE_BUDGET_SECONDS": "20"}) == timedelta(seconds=window + 140)
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / "news_ingest.py"))
     assert bag.import_errors == {}
-    assert bag.dags["news_ingest"].get_task("crawl_source").execution_timeout == pipeline.crawl_time_limit()
+    assert bag.dags["news_ingest"].get_task("crawl_shard").execution_timeout == crawl_shard_time_limit()

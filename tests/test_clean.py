@@ -17,14 +17,20 @@ from newsdedup.clean import (
     _clean,
     clean_article,
     load_plain_text,
-    split_segments,
 )
-from newsdedup.normalize import shingles
+from newsdedup.minhash import shingles_of_tokens
+from newsdedup.normalize import words
+from newsdedup.segments import split_segments
 
 from tests.conftest import shared_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "articles"
 SEED_HEADLINE = "Putin'den müzakere açıklaması: Olumlu sonuç vermesini bekliyorum"
+
+
+def shingles(text: str, k: int) -> set[tuple[str, ...]]:
+    """Word k-grams of the folded text, as sets the cleaner compares."""
+    return set(shingles_of_tokens(words(text), k))
 
 
 def _sentences(text: str) -> list[str]:

@@ -192,15 +192,18 @@ def test_env_example_documents_every_variable() -> None:
     assert set(variables()) <= documented, set(variables()) - documented
 
 
-@pytest.fixture(scope="module")
-def local_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def stack_env(home: Path, **settings: str) -> dict[str, str]:
     """What scripts/stack.sh gives the Airflow components (`stack.sh env`: nothing is started)."""
-    home = tmp_path_factory.mktemp("stackenv")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "NEWSDEDUP_"))}
-    env |= {"AIRFLOW_HOME": str(home / "airflow"), "NEWSDEDUP_PGHOME": str(home / "pg")}
+    env |= {"AIRFLOW_HOME": str(home / "airflow"), "NEWSDEDUP_PGHOME": str(home / "pg")} | settings
     done = subprocess.run(["bash", str(REPO / "scripts" / "stack.sh"), "env"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+
+
+@pytest.fixture(scope="module")
+def local_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return stack_env(tmp_path_factory.mktemp("stackenv"))
 
 
 # Settings that differ by nature between a checkout and containers: paths (checked through the mounts below),
@@ -214,6 +217,9 @@ LOCAL_ONLY = {
     "NEWSDEDUP_API_PORT",
     "NEWSDEDUP_STACK_DIR",
     "NEWSDEDUP_STACK_DEMO",
+    "NEWSDEDUP_EXECUTOR",
+    "NEWSDEDUP_CELERY_WORKERS",
+    "NEWSDEDUP_CELERY_CONCURRENCY",
 }
 SAME_VALUE = (
     "AIRFLOW__CORE__EXECUTOR",
@@ -243,6 +249,23 @@ def test_environment_agrees_with_the_local_stack(local_env: dict[str, str], comm
     assert local_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].endswith(":8080/execution/")
     assert common_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
     assert local_env["AIRFLOW__API__HOST"] == "127.0.0.1"
+
+
+def test_celery_environment_agrees_with_make_up_executor_celery(tmp_path: Path) -> None:
+    """`make up EXECUTOR=celery` and the celery profile: same executor, broker, result backend and slots."""
+    local = stack_env(tmp_path, NEWSDEDUP_EXECUTOR="celery")
+    celery = interpolate(raw(), filled_env(AIRFLOW_EXECUTOR="CeleryExecutor", REDIS_PASSWORD="r"))
+    docker = celery["services"]["airflow-worker"]["environment"]
+    missing = {k for k in local if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "NEWSDEDUP_"))} - LOCAL_ONLY
+    assert missing <= set(docker), f"set locally, missing in docker-compose.yml: {sorted(missing - set(docker))}"
+    for key in ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CELERY__WORKER_CONCURRENCY", "AIRFLOW__CORE__PARALLELISM"):
+        assert local[key] == docker[key], key
+    assert local["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for key, scheme in (("AIRFLOW__CELERY__BROKER_URL", "redis"), ("AIRFLOW__CELERY__RESULT_BACKEND", "db+postgresql")):
+        assert local[key].split("://")[0] == docker[key].split("://")[0] == scheme, key
+        assert local[key].rsplit("/", 1)[1] == docker[key].rsplit("/", 1)[1], key  # same Redis db / database
+    # The default stack stays on the LocalExecutor and sets no Celery settings.
+    assert not any(k.startswith("AIRFLOW__CELERY__") for k in stack_env(tmp_path / "local"))
 
 
 def mounts(service: dict) -> dict[str, str]:

@@ -34,28 +34,37 @@ def test_news_ingest_tasks_and_order(bag) -> None:
     dag = bag.dags["news_ingest"]
     assert set(dag.task_ids) == {
         "begin",
-        "source_names",
-        "crawl_source",
-        "process_pages",
-        "source_summary",
+        "shard_list",
+        "processor_list",
+        "crawl_shard",
+        "process_shard",
+        "finish_processing",
+        "shard_summary",
         "report",
         *QUALITY,
     }
-    crawl = dag.get_task("crawl_source")
+    crawl = dag.get_task("crawl_shard")
     assert crawl.map_index_template == "{{ crawl_label }}"
-    assert dag.get_task("source_summary").map_index_template == "{{ summary_line }}"
-    assert dag.get_task("begin").downstream_task_ids >= {"source_names", "crawl_source", "process_pages"}
-    assert crawl.downstream_task_ids == {"process_pages"}
-    assert dag.get_task("process_pages").downstream_task_ids == QUALITY | {"source_summary"}
-    for task_id in QUALITY | {"source_summary"}:
+    assert dag.get_task("process_shard").map_index_template == "{{ process_label }}"
+    assert dag.get_task("shard_summary").map_index_template == "{{ summary_line }}"
+    assert dag.get_task("begin").downstream_task_ids >= {"shard_list", "processor_list", "crawl_shard"}
+    # Mapped over shards and processors (XCom lists), never over sources.
+    assert dag.get_task("shard_list").downstream_task_ids == {"crawl_shard", "shard_summary"}
+    assert dag.get_task("processor_list").downstream_task_ids == {"process_shard"}
+    assert crawl.downstream_task_ids == {"process_shard"}
+    assert dag.get_task("process_shard").downstream_task_ids == {"finish_processing"}
+    assert dag.get_task("finish_processing").downstream_task_ids == QUALITY | {"shard_summary"}
+    for task_id in QUALITY | {"shard_summary"}:
         assert dag.get_task(task_id).downstream_task_ids == {"report"}
     assert dag.get_task("report").downstream_task_ids == set()
 
 
 def test_failures_do_not_stop_the_rest_and_report_always_runs(bag) -> None:
     dag = bag.dags["news_ingest"]
-    # One failing source must not keep the others' pages from being processed.
-    assert dag.get_task("process_pages").trigger_rule == "all_done_min_one_success"
+    # One failing shard must not keep the others' pages from being processed; a dead processing task's
+    # pages are processed by finish_processing.
+    assert dag.get_task("process_shard").trigger_rule == "all_done_min_one_success"
+    assert dag.get_task("finish_processing").trigger_rule == "all_done_min_one_success"
     # The run is always closed and summarised; report itself fails when anything failed.
     assert dag.get_task("report").trigger_rule == "all_done"
 
@@ -101,3 +110,36 @@ def test_news_maintenance_shape(bag) -> None:
     assert set(dag.task_ids) == {"retention", "analyze", "stale_sources"}
     assert dag.get_task("retention").downstream_task_ids == {"analyze", "stale_sources"}
     assert dag.get_task("analyze").downstream_task_ids == {"stale_sources"}
+
+
+def test_the_dag_helpers_import_without_airflow() -> None:
+    """DAGs and the dashboard share newsdedup.airflow_helpers; importing it must not import Airflow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['airflow'] = None\n"  # any `import airflow...` now fails
+        "from newsdedup import airflow_helpers as h\n"
+        "assert 'airflow' not in {m.split('.')[0] for m in sys.modules if sys.modules[m] is not None}\n"
+        "print(h.clip('x' * 300, h.LABEL_LIMIT).endswith('…'), len(h.task_failure_line('d', 't', 1, 'a\\nb')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=DAGS.parent / "plugins")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", str(len("newsdedup: d.t failed (try 1): a"))]
+
+
+def test_parsing_the_ingest_dag_imports_no_extraction_or_dedup_library() -> None:
+    """The DAG file imports the library inside its tasks: a parse loads no trafilatura, datasketch or numpy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('news_ingest', {str(DAGS / 'news_ingest.py')!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "heavy = ('trafilatura', 'datasketch', 'numpy')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), 'newsdedup.airflow_helpers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=DAGS.parent / "plugins")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[-2] == "[] True", done.stdout[-2000:]

@@ -205,3 +205,52 @@ def test_stored_markup_is_shown_escaped(client: TestClient, module_db_url: str) 
     assert html.count(escape(HOSTILE_TITLE)) == 2  # the story and its copy, as text
     assert "<link rel='stylesheet' href='static/dashboard.css'>" in html and "<style" not in html
     assert " style=" not in html  # inline styles would need 'unsafe-inline'
+
+
+HOSTILE_SOURCE = "\"><script>alert('source')</script><x a='"
+HOSTILE_TEXT = "<img src=x onerror=\"alert(1)\"> 'quoted' & \"double\""
+
+
+def hostile_data() -> dict:
+    """Dashboard data whose every stored text (source names, titles, URLs, errors, run keys) is markup."""
+    story = {
+        "cluster_id": 1, "size": 2, "last_seen_at": "2026-11-10T07:30:00+00:00", "article_id": 1,
+        "title": HOSTILE_TEXT, "url": "javascript:alert(1)", "published_at": None, "source": HOSTILE_SOURCE,
+        "copies": [{"cluster_id": 1, "article_id": 2, "title": HOSTILE_TITLE, "url": "https://x.example/\"><b>",
+                    "source": HOSTILE_SOURCE, "method": "<i>m</i>", "similarity": 0.9}],
+    }
+    run = {"run_id": 1, "run_key": HOSTILE_SOURCE, "status": "<b>success</b>", "pages_fetched": 1, "articles_new": 1,
+           "stories_created": 1, "duplicates_found": 1, "segments_removed": 0, "errors": 0}
+    return {
+        "totals": {"articles": 2, "stories": 1, "copies": 1, "duplicate_rate": 0.5, "sources": 1, "errors_24h": 1,
+                   "last_run": run},
+        "duplicate_rate": {"bucket": "hour", "series": {HOSTILE_SOURCE: [
+            {"t": "2026-11-10T07:00:00+00:00", "articles": 2, "duplicates": 1, "rate": 0.5}]}},
+        "cluster_sizes": [{"size": 2, "stories": 1}],
+        "latest_stories": [story],
+        "recent_errors": [{"attempted_at": "2026-11-10T07:30:00", "source": HOSTILE_SOURCE, "request_kind": "article",
+                           "url": "https://x.example/'onmouseover='alert(1)", "outcome": "http_error",
+                           "http_status": 500, "error_class": "X", "error_message": HOSTILE_TEXT}],
+        "recent_runs": [run],
+        "sources": [{"source": HOSTILE_SOURCE, "last_crawled_at": None, "articles": 2, "duplicates": 1,
+                     "last_status": "failed", "failure_streak": 1, "last_error": HOSTILE_TEXT,
+                     "next_due_at": None, "poll_interval_seconds": None, "poll_reason": None}],
+    }
+
+
+def test_hostile_source_names_and_titles_are_escaped_in_page_and_charts() -> None:
+    """Markup and quotes in source names, titles, URLs and errors come out as text, in HTML and SVG alike."""
+    import html as html_lib
+
+    import markupsafe
+    import newsdedup_dashboard as ui
+
+    page = ui.render_page(hostile_data())
+    assert "<script" not in page and "<img" not in page and "<b>success" not in page and "<i>" not in page
+    assert "javascript:" not in page  # a link only for http(s) URLs
+    assert "onmouseover='" not in page and 'onerror="' not in page  # no attribute breaks out of its quotes
+    assert str(markupsafe.escape(HOSTILE_SOURCE)) in page
+    # The name shows in both charts (legend, bars), the stories' two entries, the sources and errors tables.
+    assert page.count("&lt;script&gt;alert(") >= 6
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; &#39;quoted&#39; &amp; &#34;double&#34;" in page
+    assert html_lib.unescape(page).count(HOSTILE_SOURCE) >= 6  # shown, as text, not dropped

@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
+import psycopg2.extras
 import pytest
 from newsdedup import pipeline, store
-from newsdedup.dedup import DedupParams, Doc
+from newsdedup.dedup_records import Doc, fingerprint_text
 from newsdedup.dedup_store import PgSignatureStore, assign_clusters
+from newsdedup.minhash import DedupParams
 from newsdedup.sources import Source
 
 pytestmark = pytest.mark.integration
@@ -23,7 +25,9 @@ OTHER = (FIXTURES / "dedup" / "en_wildfire.txt").read_text(encoding="utf-8")
 def add_article(
     conn, url: str, text: str, published: datetime | None = None, source_id: int | None = None
 ) -> int:
-    row = store.ArticleRow(source_id, url, url, "Title", text, None, published, "en", datetime.now(UTC))
+    row = store.ArticleRow(
+        url, url, "Title", text, None, published, "en", source_id=source_id, fetched_at=datetime.now(UTC)
+    )
     (article_id,) = store.upsert_articles(conn, [row]).new.values()
     return article_id
 
@@ -98,8 +102,8 @@ def test_candidates_come_from_the_index(db_url: str) -> None:
         pg = PgSignatureStore(conn)
         (stored,) = pg.get([first]).values()
         with conn.cursor() as cur:
-            cur.execute("SELECT band_no, band_hash FROM lsh_bands WHERE article_id = %s", (first,))
-            keys = cur.fetchall()
+            cur.execute("SELECT band_hash FROM lsh_bands WHERE article_id = %s", (first,))
+            keys = [(0, band_hash) for (band_hash,) in cur.fetchall()]
         assert pg.candidates([keys, [(0, 12345)]], limit=10) == [{first: len(keys)}, {}]
         assert stored.cluster_id == first and len(stored.shingles) > 50
 
@@ -249,3 +253,62 @@ def test_a_one_article_story_joins_late_in_sql(db_url: str) -> None:
         assert cur.fetchone() == (ids["digest"], original, "rewrite_jaccard", "true")
         cur.execute("SELECT count(DISTINCT cluster_id) FROM articles")
         assert cur.fetchone() == (1,)
+
+
+def old_schema_state(conn, text: str, params: DedupParams) -> tuple[int, list[tuple[int, int]]]:
+    """One clustered article stored as before migration 012 (band rows with `band_no`); its id and (no, hash) keys."""
+    article_id = add_article(conn, "https://a.example/old", text)
+    found = fingerprint_text(text, "Title", params)
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO article_signatures (article_id, params_version, signature, shingles, text_hash, length) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (article_id, params.version, found.signature.astype("<u4").tobytes(),
+             found.shingles.astype("<u4").tobytes(), found.text_hash, found.length),
+        )
+        psycopg2.extras.execute_values(
+            cur, "INSERT INTO lsh_bands (band_no, band_hash, article_id) VALUES %s",
+            [(no, value, article_id) for no, value in found.keys],
+        )
+        cur.execute(
+            "INSERT INTO story_clusters (cluster_id, canonical_article_id, canonical_length, size) "
+            "VALUES (%s, %s, %s, 1)",
+            (article_id, article_id, found.length),
+        )
+        cur.execute("UPDATE articles SET cluster_id = %s WHERE article_id = %s", (article_id, article_id))
+    conn.commit()
+    return article_id, found.keys
+
+
+def test_migration_012_keeps_stored_bands_without_band_no(empty_db_url: str, tmp_path: Path) -> None:
+    before = tmp_path / "sql"
+    before.mkdir()
+    for path in store.migrations():
+        if path.stem < "012":
+            (before / path.name).symlink_to(path)
+    params = DedupParams()
+    with store.connect(empty_db_url) as conn:
+        store.migrate(conn, before)
+        old, keys = old_schema_state(conn, STORY, params)
+        assert store.migrate(conn)[0] == "012_compact_bands"  # later migrations follow
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'lsh_bands' "
+                "ORDER BY ordinal_position"
+            )
+            assert [c for (c,) in cur.fetchall()] == ["band_hash", "article_id"]
+            cur.execute("SELECT band_hash, article_id FROM lsh_bands ORDER BY 1")
+            assert cur.fetchall() == sorted((value, old) for _, value in keys)
+            cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'lsh_bands' ORDER BY indexname")
+            assert [d.split(" USING ")[1] for (d,) in cur.fetchall()] == ["btree (article_id)", "btree (band_hash)"]
+        copy = add_article(conn, "https://b.example/new", "Kaynak: wire\n\n" + STORY)
+        (decision,) = assign_clusters(conn, [Doc(copy, "Kaynak: wire\n\n" + STORY)], params)
+        assert decision.cluster_id == old and decision.matched_id == old and decision.candidates >= 1
+        # Applied again (a restored file run by hand), it changes nothing; the foreign key still cascades.
+        with conn.cursor() as cur:
+            cur.execute((store.SQL_DIR / "012_compact_bands.sql").read_text(encoding="utf-8"))
+            cur.execute("SELECT count(*) FROM lsh_bands WHERE article_id = %s", (old,))
+            assert cur.fetchone() == (len(keys),)
+            cur.execute("DELETE FROM article_signatures WHERE article_id = %s", (old,))
+            cur.execute("SELECT count(DISTINCT article_id) FROM lsh_bands")
+            assert cur.fetchone() == (1,)

@@ -102,8 +102,9 @@ def test_news_ingest_through_airflow(airflow_env: dict) -> None:
     assert known[1] == "en" and known[2] == "wyemouth-courier-atom"
     assert "Wyemouth" in known[0] and len(known[0].split()) > 100
 
-    # Monitoring: every task succeeded, mapped tasks carry per-source names, the run has its summary as
-    # note, and the articles Asset got an event whose extra is the same summary.
+    # Monitoring: every task succeeded, mapped tasks are shards named by what they did, per-source results
+    # are in source_runs, the run has its summary as note, and the articles Asset got an event whose extra is
+    # the same summary.
     run = latest_run(meta)
     assert run["state"] == "success"
     assert {state for *_, state in run["tasks"]} == {"success"}
@@ -113,12 +114,18 @@ def test_news_ingest_through_airflow(airflow_env: dict) -> None:
         db, "SELECT stories_created, duplicates_found, segments_removed FROM pipeline_runs ORDER BY run_id LIMIT 1"
     )
     assert copies > 0 and stories + copies == expected
-    summaries = {name for task_id, _, name, _ in run["tasks"] if task_id == "source_summary"}
-    assert len(summaries) == sources
-    atom = next(name for name in summaries if name.startswith("wyemouth-courier-atom: "))
-    assert " fetched, " in atom and " new, " in atom and " duplicates, " in atom and "by conditional GET" in atom
-    crawls = [name for task_id, _, name, _ in run["tasks"] if task_id == "crawl_source"]
-    assert all(" fetched, " in name for name in crawls), crawls
+    crawls = sorted(name for task_id, _, name, _ in run["tasks"] if task_id == "crawl_shard")
+    assert len(crawls) == 4 and all(name.startswith(f"shard {n + 1}/4: ") for n, name in enumerate(crawls)), crawls
+    # The demo's outlets share one host: one shard crawls them all, the others have nothing to do.
+    assert sorted(int(name.split(": ")[1].split()[0]) for name in crawls) == [0, 0, 0, sources], crawls
+    ((pages,),) = query(db, "SELECT sum(pages_fetched) FROM source_runs")
+    assert any(f": {sources} sources, {pages} pages, 0 pages failed, 0 sources failed" in n for n in crawls), crawls
+    summaries = [name for task_id, _, name, _ in run["tasks"] if task_id == "shard_summary"]
+    assert len(summaries) == 4 and any(f" {expected} new, " in name for name in summaries), summaries
+    processors = [name for task_id, _, name, _ in run["tasks"] if task_id == "process_shard"]
+    assert len(processors) == 2 and sum(int(n.split(": ")[1].split()[0]) for n in processors) == expected
+    per_source = query(db, "SELECT count(*), sum(articles_new) FROM source_runs")
+    assert per_source == [(sources, expected)]
     assert run["note"] and f"stories created: **{stories}**" in run["note"]
     assert f"copies collapsed: **{copies}**" in run["note"] and f"segments removed: **{segments}**" in run["note"]
     ((extra,),) = query(
@@ -157,16 +164,16 @@ def test_a_source_failing_three_runs_in_a_row_fails_loudly(airflow_env: dict) ->
     assert run["state"] == "failed"
     states = {(task_id, name): state for task_id, _, name, state in run["tasks"]}
     failed = [(task_id, name) for (task_id, name), state in states.items() if state == "failed"]
-    assert {task_id for task_id, _ in failed} == {"crawl_source", "report"}, failed
-    broken = next(name for task_id, name in failed if task_id == "crawl_source")
-    assert broken.startswith("broken-feed: FAILED (3 in a row)")
+    assert {task_id for task_id, _ in failed} == {"crawl_shard", "report"}, failed
+    broken = next(name for task_id, name in failed if task_id == "crawl_shard")
+    assert "1 sources failed: broken-feed: FAILED (3 in a row)" in broken, broken
     # The other sources were processed and checked all the same.
-    assert states[("process_pages", None)] == "success"
+    assert states[("finish_processing", None)] == "success"
     assert all(state == "success" for (task_id, _), state in states.items() if task_id.startswith("quality."))
     # Loud: a one-line reason from the callback, the run's note names the failed task.
-    assert "newsdedup: news_ingest.crawl_source[broken-feed: FAILED" in done.stdout + done.stderr
+    assert "newsdedup: news_ingest.crawl_shard[shard " in done.stdout + done.stderr
     assert "source broken-feed failed 3 runs in a row" in done.stdout + done.stderr
-    assert run["note"] and "failed tasks: crawl_source_" in run["note"] and "| broken-feed |" in run["note"]
+    assert run["note"] and "failed tasks: crawl_shard_" in run["note"] and "| broken-feed |" in run["note"]
     assert query(
         db,
         "SELECT failure_streak FROM source_runs r JOIN sources s USING (source_id) "

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from newsdedup.extract import ExtractionError, extract, parse_datetime
+from newsdedup.extract import ExtractionError, extract
+from newsdedup.timeparse import parse_datetime
 
 from tests.conftest import shared_path
 
@@ -27,6 +28,17 @@ def test_wire_story_fields() -> None:
     assert "spliced rather than replaced" in article.text
     assert "All rights reserved" not in article.text
     assert "Sport" not in article.text.split("\n")
+
+
+def test_control_characters_never_reach_a_stored_title_or_author() -> None:
+    html = (PAGES / "wire_story.html").read_text(encoding="utf-8")
+    hostile = "Harbour bridge\x1b[2J reopens\u2028after\x07 storm\x9b repairs"
+    html = html.replace("<h1>Harbour bridge reopens after storm repairs</h1>", f"<h1>{hostile}</h1>")
+    html = html.replace('content="Dana Whitlock"', 'content="Dana\x1b]0;pwned\x07 Whitlock"')
+    article = extract(html, "https://ledger.example.com/2026/03/harbour-bridge-reopens.html")
+    assert article.title == "Harbour bridge[2J reopens after storm repairs"  # the parser drops ESC itself
+    assert article.author and "Whitlock" in article.author
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in article.title + article.author)
 
 
 def test_canonical_to_another_host_is_ignored() -> None:

@@ -11,17 +11,11 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from newsdedup.fetch import (
-    ACCEPT_ENCODING,
-    Fetcher,
-    FetchPolicy,
-    FetchResult,
-    HostThrottle,
-    decode_body,
-    parse_content_type,
-    parse_retry_after,
-    sniff_media_type,
-)
+from newsdedup.content import ACCEPT_ENCODING, decode_body, parse_content_type, sniff_media_type
+from newsdedup.fetch import Fetcher, FetchPolicy
+from newsdedup.outcomes import FetchResult
+from newsdedup.politeness import HostThrottle
+from newsdedup.transport import parse_retry_after
 
 from tests.httpfixtures import (  # noqa: F401 - http_server_fixture provides `http_server`
     LocalHTTPServer,
@@ -997,7 +991,7 @@ def test_5000_empty_gzip_members_then_a_page(http_server: LocalHTTPServer) -> No
 
 
 def test_gzip_member_starting_at_a_read_chunk_boundary_is_kept(http_server: LocalHTTPServer) -> None:
-    from newsdedup.fetch import READ_CHUNK
+    from newsdedup.transport import READ_CHUNK
 
     first = _member_of_exactly(READ_CHUNK)
     second = gzip.compress(b"<p>the second member</p>")
@@ -1008,10 +1002,10 @@ def test_gzip_member_starting_at_a_read_chunk_boundary_is_kept(http_server: Loca
 
 @pytest.mark.parametrize("cut", [0, 1], ids=["at-the-member-boundary", "inside-the-magic-bytes"])
 def test_gzip_members_split_anywhere_between_reads(cut: int) -> None:
-    from newsdedup.fetch import _BodyDecoder
+    from newsdedup.content import BodyDecoder
 
     one, two = gzip.compress(b"<p>one</p>"), gzip.compress(b"<p>two</p>")
-    decoder = _BodyDecoder(["gzip"], 1_000_000)
+    decoder = BodyDecoder(["gzip"], 1_000_000)
     pieces = [one + two[:cut], two[cut:]]
     assert b"".join(decoder.feed(piece) for piece in pieces) == b"<p>one</p><p>two</p>"
 
@@ -1049,9 +1043,9 @@ def test_brotli_bomb_is_cut_at_the_cap(http_server: LocalHTTPServer) -> None:
 
 
 def test_brotli_is_refused_without_a_bounded_decoder(http_server: LocalHTTPServer) -> None:
-    from newsdedup import fetch as fetch_module
+    from newsdedup import content
 
-    if fetch_module.brotli is not None:
+    if content.brotli is not None:
         pytest.skip("a bounded brotli decoder is installed")
     http_server.route("/br", static(b"\x1b\x00\x00", headers={"Content-Encoding": "br"}))
     result = fetch(http_server, "/br")

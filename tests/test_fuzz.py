@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from newsdedup.content import decode_body
 from newsdedup.extract import ExtractionError, extract
-from newsdedup.fetch import FetchResult, decode_body
-from newsdedup.process import Extracted, ProcessSettings, _Extractor, extract_page, extract_pages
+from newsdedup.outcomes import FetchResult
+from newsdedup.page_extraction import Extracted, extract_page, extract_pages
+from newsdedup.process import ProcessSettings, _Extractor
 from newsdedup.robots import RobotsCache
 from newsdedup.sources import Source, discover
 

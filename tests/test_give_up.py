@@ -17,6 +17,7 @@ from newsdedup import pipeline
 from newsdedup.config import ConfigError, Settings
 from newsdedup.process import ProcessSettings
 
+from tests.conftest import make_due
 from tests.httpfixtures import LocalHTTPServer, RequestHandler
 
 pytestmark = pytest.mark.integration
@@ -133,6 +134,12 @@ def settings(db_url: str, site: Site, tmp_path: Path, monkeypatch: pytest.Monkey
     return Settings(db_url=db_url, sources_path=sources)
 
 
+def hourly(settings: Settings, run_key: str) -> dict:
+    """`newsdedup ingest` an hour after the last run: every source is due again (adaptive polling)."""
+    make_due(settings.db_url)
+    return pipeline.run_once(settings, run_key=run_key)
+
+
 def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
     with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
         cur.execute(sql, params)
@@ -172,10 +179,10 @@ def test_page_without_text_is_given_up_after_the_documented_attempts(
     after, days = ProcessSettings().give_up_after, ProcessSettings().give_up_retry_days
     assert (after, days) == (3, 7)  # the defaults README.md and docs/schema.md document
     runs = after + 2
-    rows = [pipeline.run_once(settings, run_key="hour-1")]
+    rows = [hourly(settings, run_key="hour-1")]
     stored = articles(db)
     assert len(stored) == 1 and "tram depot" in stored[0][3]
-    rows += [pipeline.run_once(settings, run_key=f"hour-{n}") for n in range(2, runs + 1)]
+    rows += [hourly(settings, run_key=f"hour-{n}") for n in range(2, runs + 1)]
 
     assert site.server.hits(BAD) == after
     assert site.server.hits(GOOD) == 1
@@ -209,17 +216,17 @@ def test_given_up_page_repaired_then_reset_by_the_user_is_stored(
     """Give up after one failure; the site is repaired (feed unchanged); deleting the row brings the page back."""
     monkeypatch.setenv("NEWSDEDUP_GIVE_UP_AFTER", "1")
     db, bad = settings.db_url, site.server.url(BAD)
-    first = pipeline.run_once(settings, run_key="r1")
+    first = hourly(settings, run_key="r1")
     assert first["status"] == "success" and first["extract_failed"] == 0
     assert failure_row(db, bad)[0][:2] == (1, True)
     site.bad_fixed = True
-    second = pipeline.run_once(settings, run_key="r2")
+    second = hourly(settings, run_key="r2")
     assert second["feeds_not_modified"] == 1 and site.server.hits(BAD) == 1
     stored = articles(db)
 
     with psycopg2.connect(db) as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM page_failures WHERE url = %s", (bad,))  # the reset docs/schema.md gives
-    third = pipeline.run_once(settings, run_key="r3")
+    third = hourly(settings, run_key="r3")
     assert third["status"] == "success" and third["articles_new"] == 1
     assert site.server.hits(BAD) == 2
     assert query(db, "SELECT count(*) FROM page_failures") == [(0,)]
@@ -235,12 +242,12 @@ def test_given_up_page_is_retried_after_the_retry_time_without_making_the_run_pa
     monkeypatch.setenv("NEWSDEDUP_GIVE_UP_AFTER", "1")
     monkeypatch.setenv("NEWSDEDUP_GIVE_UP_RETRY_DAYS", "2")
     db, bad = settings.db_url, site.server.url(BAD)
-    pipeline.run_once(settings, run_key="day-1")
+    hourly(settings, run_key="day-1")
     ((_, _, given_up_at, _),) = failure_row(db, bad)
     with psycopg2.connect(db) as conn, conn.cursor() as cur:
         cur.execute("UPDATE page_failures SET retry_at = now() - interval '1 minute'")
     site.feed_paths.append(LATER)  # a new story: the feed is read in full
-    retried = pipeline.run_once(settings, run_key="day-3")
+    retried = hourly(settings, run_key="day-3")
     assert retried["status"] == "success" and retried["extract_failed"] == 0 and retried["articles_new"] == 1
     assert site.server.hits(BAD) == 2
     ((failures, given_up, again_at, retry_at),) = failure_row(db, bad)
@@ -249,7 +256,7 @@ def test_given_up_page_is_retried_after_the_retry_time_without_making_the_run_pa
     assert [o for _, o in outcomes(db, bad, "extract")] == ["given_up", "given_up"]
     assert query(db, "SELECT etag FROM sources") == [(site.etag,)]  # kept: no full read next time
 
-    pipeline.run_once(settings, run_key="day-3b")
+    hourly(settings, run_key="day-3b")
     assert site.server.hits(BAD) == 2
 
 
@@ -259,11 +266,11 @@ def test_given_up_page_the_feed_says_was_updated_is_fetched_again(
     """The feed announces an update of the entry after its last failure: the page is fetched and stored."""
     monkeypatch.setenv("NEWSDEDUP_GIVE_UP_AFTER", "1")
     db, bad = settings.db_url, site.server.url(BAD)
-    pipeline.run_once(settings, run_key="u1")
+    hourly(settings, run_key="u1")
     assert failure_row(db, bad)[0][:2] == (1, True)
     site.bad_fixed = True
     site.updated[BAD] = (datetime.now(UTC) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    second = pipeline.run_once(settings, run_key="u2")
+    second = hourly(settings, run_key="u2")
     assert second["articles_new"] == 1 and site.server.hits(BAD) == 2
     assert query(db, "SELECT count(*) FROM page_failures") == [(0,)]
 
@@ -275,7 +282,7 @@ def test_processing_retried_counts_a_failed_page_once(
     """The processing step run again for the same run (an Airflow retry) changes no streak and no counter."""
     monkeypatch.setenv("NEWSDEDUP_GIVE_UP_AFTER", after)
     db, bad = settings.db_url, site.server.url(BAD)
-    row = pipeline.run_once(settings, run_key="once")
+    row = hourly(settings, run_key="once")
     state = (failure_row(db, bad), outcomes(db, bad, "extract"), query(db, "SELECT etag FROM sources"))
     again = pipeline.process_pages(db, row["run_id"])
     assert again["extract_failed"] == row["extract_failed"] == (0 if after == "1" else 1)
@@ -286,10 +293,10 @@ def test_processing_retried_counts_a_failed_page_once(
 def test_page_that_yields_text_before_it_is_given_up_ends_its_streak(settings: Settings, site: Site) -> None:
     """One failure (the feed is then read in full again), the page is repaired: stored, streak gone."""
     db, bad = settings.db_url, site.server.url(BAD)
-    assert pipeline.run_once(settings, run_key="a")["status"] == "partial"
+    assert hourly(settings, run_key="a")["status"] == "partial"
     assert failure_row(db, bad)[0][:2] == (1, False)
     site.bad_fixed = True
-    second = pipeline.run_once(settings, run_key="b")
+    second = hourly(settings, run_key="b")
     assert second["status"] == "success" and second["articles_new"] == 1
     assert query(db, "SELECT count(*) FROM page_failures") == [(0,)]
 

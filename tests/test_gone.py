@@ -17,6 +17,7 @@ import pytest
 from newsdedup import pipeline
 from newsdedup.config import Settings
 
+from tests.conftest import make_due
 from tests.httpfixtures import LocalHTTPServer, RequestHandler
 
 pytestmark = pytest.mark.integration
@@ -106,6 +107,12 @@ def settings(db_url: str, site: Site, tmp_path: Path, monkeypatch: pytest.Monkey
     return Settings(db_url=db_url, sources_path=sources)
 
 
+def hourly(settings: Settings, run_key: str) -> dict:
+    """`newsdedup ingest` an hour after the last run: every source is due again (adaptive polling)."""
+    make_due(settings.db_url)
+    return pipeline.run_once(settings, run_key=run_key)
+
+
 def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
     with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
         cur.execute(sql, params)
@@ -131,14 +138,14 @@ def test_removed_page_is_marked_gone_kept_and_not_fetched_every_run(
     """Stored, then edited (the feed dates it after our fetch) and removed: one request finds it gone; later
     runs neither fetch it again nor turn partial, and the article stays stored and listed, marked."""
     db, removed = settings.db_url, site.server.url(REMOVED)
-    first = pipeline.run_once(settings, run_key="h1")
+    first = hourly(settings, run_key="h1")
     assert first["status"] == "success" and first["articles_new"] == 2
     stored = query(db, "SELECT article_id, title, text, content_hash FROM articles ORDER BY article_id")
     assert gone(db, removed) == (None, None)
 
     site.updated[REMOVED] = after_last_fetch()
     site.status[REMOVED] = status
-    runs = [pipeline.run_once(settings, run_key=f"h{n}") for n in range(2, 5)]
+    runs = [hourly(settings, run_key=f"h{n}") for n in range(2, 5)]
 
     assert site.server.hits(REMOVED) == 2  # stored once, found gone once, then left alone
     assert [(r["status"], r["pages_failed"]) for r in runs] == [("success", 0)] * 3
@@ -160,14 +167,14 @@ def test_removed_page_is_marked_gone_kept_and_not_fetched_every_run(
 def test_page_that_comes_back_is_unmarked(settings: Settings, site: Site) -> None:
     """Gone, then the feed dates a new change and the page answers again: fetched, stored, no longer gone."""
     db, removed = settings.db_url, site.server.url(REMOVED)
-    pipeline.run_once(settings, run_key="a")
+    hourly(settings, run_key="a")
     site.updated[REMOVED] = after_last_fetch()
     site.status[REMOVED] = 404
-    pipeline.run_once(settings, run_key="b")
+    hourly(settings, run_key="b")
     assert gone(db, removed)[1] == 404
     del site.status[REMOVED]
     site.updated[REMOVED] = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    back = pipeline.run_once(settings, run_key="c")
+    back = hourly(settings, run_key="c")
     assert back["status"] == "success" and site.server.hits(REMOVED) == 3
     assert gone(db, removed) == (None, None)
 
@@ -176,7 +183,7 @@ def test_a_page_never_stored_that_answers_404_is_still_a_failure(settings: Setti
     """Only a stored article can be gone: a new link that is broken is a failed page, as before."""
     site.feed_paths.append(NEVER)
     site.status[NEVER] = 404
-    row = pipeline.run_once(settings, run_key="x")
+    row = hourly(settings, run_key="x")
     assert (row["status"], row["pages_failed"], row["articles_new"]) == ("partial", 1, 2)
     assert query(settings.db_url, "SELECT count(*) FROM articles WHERE gone_at IS NOT NULL") == [(0,)]
 
@@ -184,7 +191,7 @@ def test_a_page_never_stored_that_answers_404_is_still_a_failure(settings: Setti
 def test_missing_robots_txt_is_not_a_failed_request(settings: Settings, site: Site) -> None:
     """The site has no robots.txt (404): everything is allowed and crawl_log records it as `ok` with its status,
     so the failed-request counts (outcome not ok / not_modified) stay at zero."""
-    row = pipeline.run_once(settings, run_key="r")
+    row = hourly(settings, run_key="r")
     assert row["status"] == "success" and site.server.hits("/robots.txt") == 1
     db = settings.db_url
     assert query(db, "SELECT outcome, http_status, error_class FROM crawl_log WHERE request_kind = 'robots'") == [

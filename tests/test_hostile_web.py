@@ -28,11 +28,12 @@ from pathlib import Path
 import psycopg2
 import pytest
 import yaml
-from newsdedup import monitor, pipeline
+from newsdedup import pipeline, run_report
 from newsdedup.config import ConfigError, Settings
 from newsdedup.fetch import Fetcher, FetchPolicy
 from newsdedup.sources import Source
 
+from tests.conftest import make_due
 from tests.httpfixtures import (
     LocalHTTPServer,
     RequestHandler,
@@ -174,6 +175,7 @@ class World:
         good = {"name": "good", "url": self.good.url("/feed.xml"), "kind": "rss", "language": "en"}
         self.sources_path.write_text(yaml.safe_dump({"sources": [good, *bad_sources]}), encoding="utf-8")
         pipeline.sync_sources(self.settings)
+        make_due(self.db_url)  # each run an hour after the last: every source is due again
         run = pipeline.begin_run(self.db_url, f"hostile__{uuid.uuid4().hex[:12]}", "cli")
         self.run_id = run["run_id"]
         with Fetcher(FetchPolicy.from_env()) as fetcher:
@@ -825,7 +827,7 @@ def test_reason_phrase_with_cr_does_not_forge_log_lines(world: World, caplog: py
     assert feed.outcome == "http_error" and feed.error_message == "HTTP 404 Gone\\rFORGED INFO line\\x1b[2J"
     lines = [r.getMessage() for r in caplog.records if "FORGED" in r.getMessage()]
     assert lines and all(_no_raw_controls(line) for line in lines), lines
-    label = monitor.crawl_label(monitor.record_crawl(world.db_url, world.run_id, report))
+    label = run_report.crawl_label(run_report.record_crawl(world.db_url, world.run_id, report))
     assert "FORGED" in label and _no_raw_controls(label), label
 
 
@@ -839,5 +841,5 @@ def test_sitemap_root_tag_with_lf_does_not_forge_log_lines(world: World, caplog:
     assert "urn:x\\nERROR FORGED line\\r" in (row.error_message or ""), row
     lines = [r.getMessage() for r in caplog.records if "FORGED" in r.getMessage()]
     assert lines and all(_no_raw_controls(line) for line in lines), lines
-    label = monitor.crawl_label(monitor.record_crawl(world.db_url, world.run_id, report))
+    label = run_report.crawl_label(run_report.record_crawl(world.db_url, world.run_id, report))
     assert "FORGED" in label and _no_raw_controls(label), label

@@ -104,8 +104,8 @@ def test_suffix_learned_from_a_sources_own_titles() -> None:
 
 
 def test_the_processing_step_strips_a_suffix_its_sources_pages_share() -> None:
-    """process.extract_pages learns the suffix from one source's pages in a chunk, not across sources."""
-    from newsdedup.process import extract_pages
+    """page_extraction.extract_pages learns the suffix from one source's pages in a chunk, not across sources."""
+    from newsdedup.page_extraction import extract_pages
 
     def raw(i: int, source: int, title: str) -> dict:
         html = page(f"<title>{title}</title>", f"<p>Story {i}. " + BODY_EN[3:])

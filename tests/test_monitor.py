@@ -8,11 +8,11 @@ import psycopg2
 import psycopg2.extras
 import pytest
 import yaml
-from newsdedup import monitor, pipeline, store
+from newsdedup import airflow_helpers, dashboard_queries, pipeline, quality_checks, retention, run_report, store
 from newsdedup.config import Settings
 
 from demo import site as demo_site
-from tests.conftest import REPO, _create_database, _drop_database
+from tests.conftest import REPO, _create_database, _drop_database, make_due
 
 pytestmark = pytest.mark.integration
 BROKEN = "broken-feed"
@@ -27,17 +27,18 @@ def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
 def dag_like_run(settings: Settings, run_key: str) -> tuple[dict, list[dict]]:
     """The news_ingest task sequence through the library: begin, crawl + record, process, finish, summarise."""
     pipeline.sync_sources(settings)
+    make_due(settings.db_url)  # each run an hour after the last: every source is due again
     run = pipeline.begin_run(settings.db_url, run_key, "airflow")
     recorded = []
     for name in run["sources"]:
         report = pipeline.crawl_source(settings.db_url, run["run_id"], name)
-        recorded.append(monitor.record_crawl(settings.db_url, run["run_id"], report))
+        recorded.append(run_report.record_crawl(settings.db_url, run["run_id"], report))
     processed = pipeline.process_pages(settings.db_url, run["run_id"])
     pipeline.finish_run(
-        settings.db_url, run["run_id"], monitor.crawl_reports(settings.db_url, run["run_id"]), processed
+        settings.db_url, run["run_id"], run_report.crawl_reports(settings.db_url, run["run_id"]), processed
     )
-    monitor.summarise_sources(settings.db_url, run["run_id"])
-    return monitor.run_summary(settings.db_url, run["run_id"]), recorded
+    run_report.summarise_sources(settings.db_url, run["run_id"])
+    return run_report.run_summary(settings.db_url, run["run_id"]), recorded
 
 
 @pytest.fixture(scope="module")
@@ -104,18 +105,18 @@ def test_second_run_is_not_modified_or_known(runs: dict) -> None:
 def test_failure_streak_reaches_the_threshold_on_the_third_run(runs: dict) -> None:
     streaks = [recorded[BROKEN]["failure_streak"] for recorded in runs["recorded"]]
     assert streaks == [1, 2, 3]
-    assert monitor.streak_message(runs["recorded"][1][BROKEN], 3) is None
-    message = monitor.streak_message(runs["recorded"][2][BROKEN], 3)
+    assert run_report.streak_message(runs["recorded"][1][BROKEN], 3) is None
+    message = run_report.streak_message(runs["recorded"][2][BROKEN], 3)
     assert message and message.startswith(f"source {BROKEN} failed 3 runs in a row")
     healthy = next(r for name, r in runs["recorded"][2].items() if name != BROKEN)
-    assert healthy["failure_streak"] == 0 and monitor.streak_message(healthy, 1) is None
+    assert healthy["failure_streak"] == 0 and run_report.streak_message(healthy, 1) is None
 
 
 def test_streak_resets_after_a_success(runs: dict) -> None:
     db = runs["settings"].db_url
     (source_id,) = query(db, "SELECT source_id FROM sources WHERE name = %s", (BROKEN,))[0]
     run = pipeline.begin_run(db, "manual__test-recovered", "airflow")
-    row = monitor.record_crawl(db, run["run_id"], {"source": BROKEN, "failed": False, "pages_fetched": 1})
+    row = run_report.record_crawl(db, run["run_id"], {"source": BROKEN, "failed": False, "pages_fetched": 1})
     assert row["failure_streak"] == 0 and row["status"] == "ok"
     query(db, "DELETE FROM source_runs WHERE run_id = %s", (run["run_id"],))
     query(db, "DELETE FROM pipeline_runs WHERE run_id = %s", (run["run_id"],))
@@ -125,33 +126,33 @@ def test_streak_resets_after_a_success(runs: dict) -> None:
 def test_labels_and_lines(runs: dict) -> None:
     rows = {row["source"]: row for row in runs["summaries"][0]["sources"]}
     ok = next(row for name, row in rows.items() if name != BROKEN and row["articles_new"])
-    line = monitor.source_line(ok)
+    line = run_report.source_line(ok)
     assert line.startswith(f"{ok['source']}: {ok['pages_fetched']} fetched, {ok['articles_new']} new")
     assert "duplicates" in line and "robots" in line and "conditional GET" in line
-    assert "FAILED (1 in a row)" in monitor.source_line(rows[BROKEN])
-    assert monitor.crawl_label(runs["recorded"][0][BROKEN]).startswith(f"{BROKEN}: FAILED")
+    assert "FAILED (1 in a row)" in run_report.source_line(rows[BROKEN])
+    assert run_report.crawl_label(runs["recorded"][0][BROKEN]).startswith(f"{BROKEN}: FAILED")
     long = dict(ok, source="x" * 400)
-    assert len(monitor.source_line(long)) == monitor.LABEL_LIMIT
+    assert len(run_report.source_line(long)) == airflow_helpers.LABEL_LIMIT
 
 
 def test_note_is_markdown_within_airflows_limit(runs: dict) -> None:
     summary = runs["summaries"][0]
     note = summary["note"]
-    assert len(note) <= monitor.NOTE_LIMIT
+    assert len(note) <= airflow_helpers.NOTE_LIMIT
     assert f"stories created: **{summary['stories_created']}**" in note
     assert f"copies collapsed: **{summary['copies_collapsed']}**" in note
     assert f"| {BROKEN} |" in note
     many = dict(summary, sources=[dict(summary["sources"][0], source=f"source-{i:03}") for i in range(80)])
-    crowded = monitor.run_note(many)
-    assert len(crowded) <= monitor.NOTE_LIMIT and "more sources" in crowded
+    crowded = run_report.run_note(many)
+    assert len(crowded) <= airflow_helpers.NOTE_LIMIT and "more sources" in crowded
     extra = summary["asset_extra"]
     assert extra["copies_collapsed"] == summary["copies_collapsed"] and extra["run_key"] == "manual__test-0"
 
 
 def test_quality_checks_pass_on_good_data_and_catch_bad_data(runs: dict) -> None:
     db = runs["settings"].db_url
-    assert all(monitor.quality_problems(db, "manual__test-0").values())
-    assert all(monitor.quality_problems(db, "no-such-run").values())  # nothing in scope: nothing wrong
+    assert all(quality_checks.quality_problems(db, "manual__test-0").values())
+    assert all(quality_checks.quality_problems(db, "no-such-run").values())  # nothing in scope: nothing wrong
     conn = psycopg2.connect(db)
     try:
         with conn.cursor() as cur:
@@ -164,7 +165,7 @@ def test_quality_checks_pass_on_good_data_and_catch_bad_data(runs: dict) -> None
             )
             cur.execute("DELETE FROM duplicate_decisions WHERE article_id = %s", (article_id,))
             conn.commit()
-            bad = monitor.quality_problems(db, "manual__test-2")
+            bad = quality_checks.quality_problems(db, "manual__test-2")
             assert bad["published_not_in_future"] is False
             assert bad["text_not_empty"] is False
             assert bad["every_article_decided"] is False
@@ -175,7 +176,7 @@ def test_quality_checks_pass_on_good_data_and_catch_bad_data(runs: dict) -> None
 
 
 def test_dashboard_data(runs: dict) -> None:
-    data = monitor.dashboard(runs["settings"].db_url)
+    data = dashboard_queries.dashboard(runs["settings"].db_url)
     first = runs["summaries"][0]
     assert data["totals"]["articles"] == first["articles_new"]
     assert data["totals"]["copies"] == data["totals"]["articles"] - data["totals"]["stories"]
@@ -207,7 +208,7 @@ def test_maintenance_retention_analyze_and_stale_sources(db_url: str, site, tmp_
     assert pages > 0
     query(db_url, "UPDATE sources SET created_at = now() - interval '2 days'")  # configured long enough ago
     # Nothing is old yet: retention keeps everything.
-    kept = monitor.maintenance(db_url, monitor.Retention(raw_pages_days=7, crawl_log_days=90, stale_hours=24))
+    kept = retention.maintenance(db_url, retention.Retention(raw_pages_days=7, crawl_log_days=90, stale_hours=24))
     assert (kept["raw_pages_deleted"], kept["crawl_log_deleted"]) == (0, 0)
     assert "articles" in kept["analyzed"] and "source_runs" in kept["analyzed"]
     assert [s["source"] for s in kept["stale_sources"]] == [BROKEN]
@@ -222,8 +223,8 @@ def test_maintenance_retention_analyze_and_stale_sources(db_url: str, site, tmp_
     )
     old_pages = query(db_url, "SELECT count(*) FROM raw_pages WHERE raw_page_id % 2 = 0")[0][0]
     old_log = query(db_url, "SELECT count(*) FROM crawl_log WHERE request_kind = 'article'")[0][0]
-    assert monitor.purge_raw_pages(db_url, 7, batch=3) == old_pages
-    assert monitor.purge_crawl_log(db_url, 90, batch=5) == old_log
+    assert retention.purge_raw_pages(db_url, 7, batch=3) == old_pages
+    assert retention.purge_crawl_log(db_url, 90, batch=5) == old_log
     assert query(db_url, "SELECT count(*) FROM raw_pages")[0][0] == pages - old_pages
     assert query(db_url, "SELECT count(*) FROM raw_pages WHERE processed_at IS NULL") == [(1,)]
     assert query(db_url, "SELECT count(*) FROM crawl_log")[0][0] == logged - old_log
@@ -232,15 +233,15 @@ def test_maintenance_retention_analyze_and_stale_sources(db_url: str, site, tmp_
 
 
 def test_task_failure_line_is_one_line() -> None:
-    line = monitor.task_failure_line("news_ingest", "crawl_source[x]", 2, ValueError("bad\nsecond line"))
+    line = airflow_helpers.task_failure_line("news_ingest", "crawl_source[x]", 2, ValueError("bad\nsecond line"))
     assert line == "newsdedup: news_ingest.crawl_source[x] failed (try 2): ValueError: bad"
-    assert "\n" not in monitor.task_failure_line("d", "t", None, None)
+    assert "\n" not in airflow_helpers.task_failure_line("d", "t", None, None)
 
 
 def test_dashboard_page_escapes_stored_text_and_draws_charts(runs: dict) -> None:
     import newsdedup_dashboard as ui
 
-    data = monitor.dashboard(runs["settings"].db_url)
+    data = dashboard_queries.dashboard(runs["settings"].db_url)
     story = dict(data["latest_stories"][0], title="<script>alert(1)</script>", url="javascript:alert(1)")
     story["copies"] = [dict(story["copies"][0], title="<img src=x onerror=alert(1)>", source="<b>")]
     data["latest_stories"] = [story]

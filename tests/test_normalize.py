@@ -1,21 +1,13 @@
-"""Comparison folding: Turkish I, quotes, NFKC, punctuation, shingles and their hashes."""
+"""Comparison folding: Turkish I, quotes, NFKC, punctuation, words."""
 
 from __future__ import annotations
 
 import unicodedata
 
-import numpy as np
 import pytest
-import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
-from newsdedup.normalize import (
-    normalize_for_compare,
-    shingle_hashes,
-    shingles,
-    shingles_of_words,
-    words,
-)
+from newsdedup.normalize import normalize_for_compare, word_count, words
 
 
 @pytest.mark.parametrize("variant", ["İSTANBUL", "istanbul", "ıstanbul", "ISTANBUL", "İstanbul", "Istanbul"])
@@ -67,26 +59,6 @@ def test_words() -> None:
     assert words("") == []
 
 
-def test_shingles() -> None:
-    assert shingles("A b, C d", 2) == {"a b", "b c", "c d"}
-    assert shingles("A b, C d", 3) == {"a b c", "b c d"}
-    assert shingles("İki kelime", 3) == {"iki kelime"}  # shorter than k: the whole text
-    assert shingles(" ... ", 2) == set()
-    assert shingles_of_words(["a", "b", "a", "b"], 2) == {"a b", "b a"}
-    with pytest.raises(ValueError):
-        shingles("a b", 0)
-
-
-def test_shingle_hashes() -> None:
-    hashed = shingle_hashes("Rusya Devlet Başkanı Putin", 2)
-    assert hashed.dtype == np.uint32
-    expected = sorted(xxhash.xxh32_intdigest(s.encode()) for s in shingles("Rusya Devlet Başkanı Putin", 2))
-    assert hashed.tolist() == expected
-    assert shingle_hashes("RUSYA devlet başkanı PUTİN", 2).tolist() == expected
-    assert shingle_hashes("Rusya Devlet", 2, seed=1).tolist() != shingle_hashes("Rusya Devlet", 2).tolist()
-    assert shingle_hashes("", 2).size == 0
-
-
 @given(st.text())
 def test_normalize_is_idempotent_and_clean(text: str) -> None:
     folded = normalize_for_compare(text)
@@ -101,3 +73,13 @@ def test_ascii_fast_path_equals_full_folding(text: str) -> None:
     from newsdedup.normalize import _normalize_unicode
 
     assert normalize_for_compare(text) == _normalize_unicode(text)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F) | st.sampled_from("’“”–İıçşğ漢字"), max_size=80))
+def test_word_count_is_the_number_of_words(text: str) -> None:
+    assert word_count(text) == len(words(text))
+
+
+def test_word_count_drops_punctuation_and_joins_apostrophes() -> None:
+    text = "U.S. officials -- said: it's 'done' ... 3,000!"
+    assert word_count(text) == len(words(text)) == 8

@@ -31,7 +31,8 @@ class Checkout:
     @classmethod
     def make(cls, base: Path) -> Checkout:
         (base / "scripts").mkdir(parents=True)
-        shutil.copy2(REPO / "scripts" / "pg.sh", base / "scripts" / "pg.sh")
+        for script in ("pg.sh", "service_user.sh"):  # pg.sh sources service_user.sh
+            shutil.copy2(REPO / "scripts" / script, base / "scripts" / script)
         return cls(base)
 
     def pg(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

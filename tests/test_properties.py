@@ -6,11 +6,14 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from newsdedup.clean import LEAD_ZONE, _clean, _joined_unit, _unit, clean_article, split_segments
-from newsdedup.dedup import Deduplicator, DedupParams, Doc, MemoryStore, fingerprint_text
-from newsdedup.minhash import shingle_hashes, tokens
-from newsdedup.normalize import normalize_for_compare, shingles, words
-from newsdedup.process import _by_size, extract_page
+from newsdedup.clean import LEAD_ZONE, _clean, _joined_unit, _unit, clean_article
+from newsdedup.dedup import Deduplicator
+from newsdedup.dedup_records import Doc, fingerprint_text
+from newsdedup.minhash import DedupParams, shingle_hashes, shingles_of_tokens, token_hash_array, tokens
+from newsdedup.normalize import normalize_for_compare, words
+from newsdedup.page_extraction import _by_size, extract_page
+from newsdedup.segments import split_segments
+from newsdedup.signature_store import MemoryStore
 
 PARAMS = DedupParams()
 # Letters of several scripts, digits, Turkish dotted/dotless i, typographic quotes, spaces and breaks.
@@ -27,8 +30,8 @@ def test_normalisation_words_and_shingles_never_fail(text: str) -> None:
     assert words(text) == folded.split()
     assert all(token for token in words(text))
     for k in (1, 2, 4):
-        grams = shingles(text, k)
-        assert all(gram and gram == " ".join(gram.split()) for gram in grams)
+        grams = shingles_of_tokens(words(text), k)
+        assert all(gram and all(token.split() == [token] for token in gram) for gram in grams)
         assert len(grams) <= max(len(words(text)) - k + 1, 1 if words(text) else 0)
 
 
@@ -39,6 +42,7 @@ def test_shingle_hashes_are_sorted_unique_uint32_and_deterministic(text: str) ->
     assert hashes.dtype == np.uint32
     assert np.all(hashes[1:] > hashes[:-1])  # sorted, unique
     assert np.array_equal(hashes, shingle_hashes(tokens(text), PARAMS.shingle_k))
+    assert np.array_equal(hashes, shingle_hashes(token_hash_array(tokens(text)), PARAMS.shingle_k))  # pre-hashed
 
 
 @settings(max_examples=200)

@@ -15,8 +15,9 @@ import psycopg2
 import pytest
 from newsdedup import process, store
 from newsdedup.config import ConfigError
-from newsdedup.dedup import DedupParams, Doc
+from newsdedup.dedup_records import Doc
 from newsdedup.dedup_store import DEDUP_LOCK, assign_clusters
+from newsdedup.minhash import DedupParams
 from newsdedup.rebuild import params_from_json, rebuild
 from newsdedup.sources import Source
 
@@ -114,7 +115,10 @@ def article_rows(conn: store.Connection, items: list[Item]) -> list[store.Articl
         cur.execute("SELECT name, source_id FROM sources")
         ids = dict(cur.fetchall())
     return [
-        store.ArticleRow(ids[i.source], i.url, i.url, i.title, i.text, None, i.published_at, i.language, i.published_at)
+        store.ArticleRow(
+            i.url, i.url, i.title, i.text, None, i.published_at, i.language,
+            source_id=ids[i.source], fetched_at=i.published_at,
+        )
         for i in items
     ]
 
@@ -173,7 +177,7 @@ def assert_clean_state(db_url: str, params: DedupParams, articles: int) -> None:
     assert versions == [(params.version, articles)]
     assert query(db_url, "SELECT params_version, count(*) FROM duplicate_decisions GROUP BY 1") == versions
     ((bands, distinct),) = query(
-        db_url, "SELECT count(*), count(DISTINCT (article_id, band_no, band_hash)) FROM lsh_bands"
+        db_url, "SELECT count(*), count(DISTINCT (article_id, band_hash)) FROM lsh_bands"
     )
     assert bands == distinct >= articles
     assert_stories_true(db_url)

@@ -30,7 +30,7 @@ from newsdedup.sources import Source
 
 from bench.load import Site
 from demo import site as demo_site
-from tests.conftest import REPO, _create_database, _drop_database
+from tests.conftest import REPO, _create_database, _drop_database, make_due
 from tests.httpfixtures import LocalHTTPServer, RequestHandler
 
 pytestmark = pytest.mark.integration
@@ -455,6 +455,7 @@ def test_garbage_source_recovers_without_manual_steps(db_url: str, tmp_path: Pat
         rows = []
         for n in range(1, 5):
             phase["n"] = n
+            make_due(db_url)  # each phase an hour after the last: the source is due again
             rows.append(pipeline.run_once(settings, run_key=f"phase-{n}"))
     finally:
         server.stop()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from newsdedup.fetch import Fetcher, FetchPolicy, FetchResult
+from newsdedup import urls
+from newsdedup.fetch import Fetcher, FetchPolicy
+from newsdedup.outcomes import FetchResult
 from newsdedup.robots import (
     MAX_CRAWL_DELAY,
     MAX_ROBOTS_BYTES,
@@ -13,7 +15,6 @@ from newsdedup.robots import (
     StoredRobots,
     parsed_rules,
     product_token,
-    robots_origin,
     rules_from_result,
 )
 
@@ -52,7 +53,7 @@ Disallow: /
     ],
 )
 def test_robots_origin(url: str, origin: str) -> None:
-    assert robots_origin(url) == origin
+    assert urls.origin(url) == origin
 
 
 def test_product_token() -> None:

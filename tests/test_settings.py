@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from annotated_types import Ge, Gt, Le
-from newsdedup import monitor, settings
+from newsdedup import retention, run_report, settings
 from newsdedup.config import ConfigError, Settings
 from newsdedup.fetch import FetchPolicy
-from newsdedup.monitor import Retention
 from newsdedup.process import ProcessSettings
+from newsdedup.retention import Retention
 
 REPO = Path(__file__).resolve().parents[1]
 VARIABLE = re.compile(r"\bNEWSDEDUP_[A-Z0-9_]*[A-Z0-9]")
@@ -43,7 +43,7 @@ def test_negative_retention_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         "NEWSDEDUP_RETAIN_CRAWL_LOG_DAYS: must be >= 1, got '-5'; allowed: a whole number from 1 to 3650"
     )
     with pytest.raises(ValueError, match="negative"):  # the DELETE itself refuses too, before connecting
-        monitor.purge_crawl_log("postgresql://nobody@127.0.0.1:9/none", -1)
+        retention.purge_crawl_log("postgresql://nobody@127.0.0.1:9/none", -1)
 
 
 def test_settings_reach_their_readers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +51,7 @@ def test_settings_reach_their_readers(monkeypatch: pytest.MonkeyPatch) -> None:
                         "FAIL_AFTER_RUNS": "5", "BATCH_SIZE": "7", "WORKERS": "2", "PAGE_TIMEOUT": "9"}.items():
         monkeypatch.setenv(f"NEWSDEDUP_{name}", value)
     assert Retention.from_env() == Retention(raw_pages_days=0, crawl_log_days=30, stale_hours=6)
-    assert monitor.fail_after_runs() == 5
+    assert run_report.fail_after_runs() == 5
     process = ProcessSettings.from_env()
     assert (process.batch_size, process.workers, process.page_timeout) == (7, 2, 9)
 

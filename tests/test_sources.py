@@ -3,24 +3,17 @@
 import gzip
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from newsdedup.config import ConfigError
+from newsdedup.feeds import FeedError, detect_kind, parse_feed, parse_json_feed
 from newsdedup.feedscan import ParseLimits
 from newsdedup.fetch import Fetcher, FetchPolicy
 from newsdedup.robots import parsed_rules
-from newsdedup.sources import (
-    DEFAULT_MAX_ARTICLES,
-    FeedError,
-    Source,
-    detect_kind,
-    discover,
-    feed_links,
-    load_sources,
-    parse_feed,
-    parse_json_feed,
-)
+from newsdedup.sources import DEFAULT_MAX_ARTICLES, Source, discover, feed_links, load_sources
 from newsdedup.textsafe import one_line
 
 from tests.httpfixtures import LocalHTTPServer, http_server_fixture, static  # noqa: F401
@@ -423,13 +416,13 @@ def test_known_urls_match_www_and_scheme_variants(db_url: str) -> None:
 
 
 def test_outcomes_kinds_and_fields_are_documented() -> None:
-    from newsdedup.fetch import OUTCOMES
+    from newsdedup.outcomes import Outcome
     from newsdedup.sources import KINDS, SourceEntry
 
     repo = Path(__file__).resolve().parents[1]
     schema = (repo / "docs" / "schema.md").read_text(encoding="utf-8")
     readme = (repo / "README.md").read_text(encoding="utf-8")
-    for outcome in [*OUTCOMES, "extract_failed"]:
+    for outcome in Outcome:
         assert f"`{outcome}`" in schema, outcome
     for kind in KINDS:
         assert f"`{kind}`" in schema and kind in readme, kind
@@ -775,3 +768,16 @@ def test_titles_and_messages_from_the_web_are_one_line() -> None:
     assert entry.title == "Evil\\x1b[2J title"
     assert FeedError("X", "root <{urn:a\nb}x>\r").message == "root <{urn:a\\nb}x>\\r"
     assert one_line("a\u2028b\x85c\td", 5) == "a\\u2…"
+
+
+def test_reading_sources_and_feeds_does_not_import_the_extractor() -> None:
+    """The crawl side (sources, feeds) stays free of extraction's heavy imports (trafilatura, numpy, py3langid)."""
+    plugins = Path(__file__).resolve().parents[1] / "plugins"
+    code = (
+        "import sys; import newsdedup.sources, newsdedup.feeds; "
+        "print(sorted(m for m in ('trafilatura', 'numpy', 'py3langid', 'newsdedup.extract') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(plugins)}
+    )
+    assert done.stdout.strip() == "[]"

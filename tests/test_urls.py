@@ -1,7 +1,7 @@
 """URL canonicalisation: tracking parameters, fragments, ports, case, dot segments, www variants."""
 
 import pytest
-from newsdedup.urls import canonicalize, url_key, url_variants
+from newsdedup.urls import canonicalize, host_key, site, url_key, url_variants
 
 
 @pytest.mark.parametrize(
@@ -69,3 +69,17 @@ def test_variants_start_with_the_canonical_form() -> None:
 
 def test_idn_hosts_compare_equal_to_punycode() -> None:
     assert url_key("https://kıyı.example/x") == url_key("https://xn--ky-hpab.example/x")
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "site_key"),
+    [
+        ("https://WWW.N.example/a", "www.n.example", "n.example:443"),
+        ("http://n.example/a", "n.example", "n.example:80"),
+        ("http://n.example:8080/a", "n.example", "n.example:8080"),
+        ("http://[::1]:8080/a", "::1", "::1:8080"),
+        ("http://n.example:bad/a", "n.example", "n.example:0"),
+    ],
+)
+def test_host_and_site(url: str, host: str, site_key: str) -> None:
+    assert (host_key(url), site(url)) == (host, site_key)

@@ -13,16 +13,15 @@ import math
 import re
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from itertools import chain, islice
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from newsdedup.normalize import words
+from newsdedup.normalize import word_count, words
+from newsdedup.segments import Segment, SegmentKind, paragraph_segment, paragraph_spans, split_sentences
 
-SegmentKind = Literal["paragraph", "sentence"]
 Reason = Literal["title_repeat", "near_duplicate", "exact_duplicate"]
 Measure = Literal["equal", "title_overlap", "jaccard", "containment"]
 
@@ -64,38 +63,12 @@ MIN_SHARE = min(JACCARD_THRESHOLD, CONTAINMENT_THRESHOLD) * (1 - 1e-9)
 _MIN_POSITIONS = SHORT_MAX_WORDS + 2 - SHINGLE_K
 _MIN_FLAGGED = math.ceil(MIN_SHARE * _MIN_POSITIONS)
 
-# Same set of characters as str.splitlines(): scraped text puts one paragraph per line.
-_LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’»)\]]*\s+")
-_OPENERS = frozenset("\"'“‘«„‚([")
-_ROMAN = re.compile(r"[IVXLC]+")
 _FIRST_LETTER = re.compile(r"\W*[^\W\d_]")
 _DIGIT = re.compile(r"\d")
 # Han, kana and Hangul: written without spaces, so compared character by character.
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _CJK_SPLIT = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
 _OPENING_QUOTES = frozenset("\"'“”„«»‘‚‹›")
-# Tokens that end with "." without ending a sentence (Turkish and English), compared casefolded.
-_ABBREVIATIONS = frozenset(
-    """
-    dr prof doç yrd av sn sayın alb gen org korg tuğg tümg kur bnb yzb ütğm tğm astsb vb vs vd bkz
-    örn yy mah cad sok sk apt no nr tel şti ltd inc co corp jr sr st mr mrs ms mt gov sen rep rev
-    lt col capt sgt cmdr adm fig vol pp ed eds approx dept est ca cf etc al jan feb mar apr jun jul
-    aug sep sept oct nov dec
-    """.split()  # noqa: SIM905 - a word list is easier to read and extend than a list literal
-)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A paragraph or sentence with its [start, end) offsets in the original text."""
-
-    text: str
-    start: int
-    end: int
-    kind: SegmentKind
-    index: int  # paragraph number, or sentence number inside its paragraph
-    sentences: tuple[Segment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,6 +149,11 @@ def _fold(text: str) -> tuple[list[str], str]:
     return [piece for word in folded for piece in _CJK_SPLIT.split(word) if piece], norm
 
 
+def _token_count(text: str) -> int:
+    """len(_fold(text)[0]); ASCII text (no CJK) is counted without folding it."""
+    return word_count(text) if text.isascii() else len(_fold(text)[0])
+
+
 def _word_count(tokens: list[str], norm: str) -> int:
     """Length in words: two CJK characters count as one word (a phrase of 8 characters is a short one)."""
     if not _CJK.search(norm):
@@ -200,79 +178,12 @@ def _joined_unit(text: str, parts: list[_Unit]) -> _Unit:
 
 
 def _shingles(tokens: list[str]) -> frozenset[tuple[str, ...]]:
-    """Word k-grams as tuples: the same sets as normalize.shingles_of_words (tokens hold no spaces), built in C."""
+    """Word k-grams as tuples: the set of minhash.shingles_of_tokens, built in C."""
     if len(tokens) < SHINGLE_K:
         return frozenset([tuple(tokens)]) if tokens else frozenset()
     if SHINGLE_K == 2:
         return frozenset(zip(tokens, tokens[1:], strict=False))
     return frozenset(zip(*(tokens[i:] for i in range(SHINGLE_K)), strict=False))
-
-
-def _stripped_span(text: str, start: int, end: int) -> tuple[int, int]:
-    """Shrink [start, end) so it neither starts nor ends with whitespace."""
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
-def _is_sentence_end(paragraph: str, boundary: re.Match[str]) -> bool:
-    """Whether a terminator run followed by whitespace really ends a sentence."""
-    following = paragraph[boundary.end()]
-    if not (following.isupper() or following.isdigit() or following in _OPENERS):
-        return False
-    terminators = boundary.group().rstrip().rstrip("\"'”’»)]")
-    if terminators != ".":
-        return True  # "!", "?", "…" and "..." always end a sentence here
-    before = paragraph[: boundary.start()]
-    token = "" if not before or before[-1].isspace() else before.split()[-1]
-    token = token.lstrip("\"'“‘«„‚([")
-    if "." in token:  # U.S., A.Ş., e.g.
-        return False
-    if len(token) == 1 and token.isalpha():  # initials: "J. K. Rowling"
-        return False
-    if token.isdigit() and len(token) <= 3:  # Turkish ordinals: "1. Lig", "15. madde"
-        return False
-    if _ROMAN.fullmatch(token):  # "II. Dünya Savaşı"
-        return False
-    return token.casefold() not in _ABBREVIATIONS
-
-
-def _split_sentences(paragraph: str, offset: int) -> tuple[Segment, ...]:
-    """Split one stripped paragraph into sentences, offsets relative to the whole text."""
-    sentences: list[Segment] = []
-    start = 0
-    for boundary in _BOUNDARY.finditer(paragraph):
-        if boundary.end() < len(paragraph) and _is_sentence_end(paragraph, boundary):
-            end = len(boundary.group().rstrip()) + boundary.start()
-            text = paragraph[start:end]
-            sentences.append(Segment(text, offset + start, offset + end, "sentence", len(sentences)))
-            start = boundary.end()
-    text = paragraph[start:]
-    sentences.append(Segment(text, offset + start, offset + len(paragraph), "sentence", len(sentences)))
-    return tuple(sentences)
-
-
-def _paragraph_spans(text: str) -> Iterator[tuple[int, int]]:
-    """[start, end) of each non-empty line of text, surrounding whitespace excluded."""
-    line_start = 0
-    for line_end in [m.start() for m in _LINE_BREAK.finditer(text)] + [len(text)]:
-        start, end = _stripped_span(text, line_start, line_end)
-        if start < end:
-            yield start, end
-        line_start = line_end + (2 if text.startswith("\r\n", line_end) else 1)
-
-
-def _paragraph(text: str, start: int, end: int, index: int) -> Segment:
-    """The paragraph text[start:end] with its sentences."""
-    body = text[start:end]
-    return Segment(body, start, end, "paragraph", index, _split_sentences(body, start))
-
-
-def split_segments(text: str) -> list[Segment]:
-    """Split text into non-empty paragraphs (one per line), each carrying its sentences."""
-    return [_paragraph(text, start, end, i) for i, (start, end) in enumerate(_paragraph_spans(text))]
 
 
 class _Hit(NamedTuple):
@@ -490,11 +401,11 @@ class _Screen:
 def _segment_ranges(text: str, tokens: list[str]) -> list[tuple[int, int]]:
     """Shingle positions [first, end) of the paragraph and of its sentences, those over SHORT_MAX_WORDS words."""
     ranges = [(0, len(tokens) - SHINGLE_K + 1)] if len(tokens) > SHORT_MAX_WORDS else []
-    sentences = _split_sentences(text, 0)
+    sentences = split_sentences(text, 0)
     if len(sentences) > 1:
         first = 0
         for sentence in sentences:
-            count = len(_fold(sentence.text)[0])
+            count = _token_count(sentence.text)
             if count > SHORT_MAX_WORDS:
                 ranges.append((first, first + count - SHINGLE_K + 1))
             first += count
@@ -538,7 +449,7 @@ def _clean(title: str, text: str, *, screened: bool) -> CleanResult:
     kept_paragraphs: list[str] = []
     norms: list[str] = []
     removed: list[Removal] = []
-    for index, (start, end) in enumerate(_paragraph_spans(text)):
+    for index, (start, end) in enumerate(paragraph_spans(text)):
         tokens, norm = _fold(text[start:end])
         ordinal = len(kept_paragraphs)
         if screened and not screen.may_remove(text[start:end], tokens, norm, previous_norm):
@@ -549,10 +460,10 @@ def _clean(title: str, text: str, *, screened: bool) -> CleanResult:
                 norms.append(norm)
             continue
         for pending_start, pending_end, pending_index, pending_ordinal in pending:
-            paragraph = _paragraph(text, pending_start, pending_end, pending_index)
+            paragraph = paragraph_segment(text, pending_start, pending_end, pending_index)
             previous = _pool_paragraph(pool, paragraph, pending_ordinal)
         pending.clear()
-        paragraph = _paragraph(text, start, end, index)
+        paragraph = paragraph_segment(text, start, end, index)
         whole, dropped = _clean_paragraph(paragraph, title_unit, pool, previous, ordinal)
         removed.extend(dropped)
         if whole is None:

@@ -18,13 +18,15 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.sql
 
-from newsdedup import monitor, pipeline, store
+from newsdedup import pipeline, store
 from newsdedup.clean import clean_article, load_plain_text
 from newsdedup.config import ConfigError, RedactFilter, Settings, redact
-from newsdedup.dedup import cluster_jsonl
+from newsdedup.content import decode_body
+from newsdedup.dedup_jsonl import cluster_jsonl
 from newsdedup.extract import ExtractionError, extract
-from newsdedup.fetch import Fetcher, FetchPolicy, decode_body
+from newsdedup.fetch import Fetcher, FetchPolicy
 from newsdedup.rebuild import params_from_json, rebuild
+from newsdedup.retention import Retention, maintenance, stale_line
 from newsdedup.sources import load_sources
 
 # A reader that goes away (`... | head -1`) ends the program quietly with status 141, 128 + SIGPIPE,
@@ -80,9 +82,17 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _command(
-    sub: argparse._SubParsersAction, name: str, summary: str, *examples: str, func: Handler | None = None
+    sub: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    *examples: str,
+    func: Handler | None = None,
+    json_help: str | None = None,
 ) -> argparse.ArgumentParser:
-    """Add a sub-command whose --help ends with examples; it runs func (or has sub-commands of its own)."""
+    """Add a sub-command whose --help ends with examples; it runs func (or has sub-commands of its own).
+
+    With `json_help` it takes `--json`: print the result as JSON, as that help says.
+    """
     lines = "\n".join(f"  newsdedup {example}" for example in examples)
     parser = sub.add_parser(
         name,
@@ -93,6 +103,8 @@ def _command(
     )
     if func is not None:
         parser.set_defaults(func=func)
+    if json_help is not None:
+        parser.add_argument("--json", action="store_true", help=json_help)
     return parser
 
 
@@ -112,15 +124,15 @@ def _parser() -> argparse.ArgumentParser:
         required=True, metavar="action"
     )
     _command(db, "migrate", "create the database if missing, apply pending migrations", "db migrate", func=_db_migrate)
-    status = _command(
+    _command(
         db,
         "status",
         "list applied (with date) and pending migrations; exit status 1 unless all are applied unchanged",
         "db status",
         "db status --json | jq -r '.migrations[] | select(.state == \"pending\") | .version'",
         func=_db_status,
+        json_help='print {"up_to_date": ..., "migrations": [...]}',
     )
-    status.add_argument("--json", action="store_true", help='print {"up_to_date": ..., "migrations": [...]}')
 
     sources = _command(sub, "sources", "configured sources", "sources check", "sources sync")
     actions = sources.add_subparsers(required=True, metavar="action")
@@ -178,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     reb.add_argument("--restart", action="store_true", help="start over instead of resuming")
     reb.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    maintain = _command(
+    _command(
         sub,
         "maintain",
         "retention (old raw pages and crawl_log rows), ANALYZE and stale sources, as the news_maintenance DAG; "
@@ -186,21 +198,16 @@ def _parser() -> argparse.ArgumentParser:
         "maintain",
         "maintain --json | jq .raw_pages_deleted",
         func=_maintain,
+        json_help="print what was done as one JSON object",
     )
-    maintain.add_argument("--json", action="store_true", help="print what was done as one JSON object")
-
-    stats = _command(sub, "stats", "headline numbers of the database", "stats", "stats --json | jq .articles")
-    stats.set_defaults(func=_stats)
-    stats.add_argument("--json", action="store_true", help="print them as one JSON object")
-    report = _command(
-        sub,
-        "report",
-        "summary of the last run and of the database",
-        "report",
-        "report --json | jq .last_run.status",
-        func=_report,
+    _command(
+        sub, "stats", "headline numbers of the database", "stats", "stats --json | jq .articles",
+        func=_stats, json_help="print them as one JSON object",
     )
-    report.add_argument("--json", action="store_true", help='print {"last_run": {...}, "database": {...}} as JSON')
+    _command(
+        sub, "report", "summary of the last run and of the database", "report", "report --json | jq .last_run.status",
+        func=_report, json_help='print {"last_run": {...}, "database": {...}} as JSON',
+    )
     return parser
 
 
@@ -352,8 +359,8 @@ def _dedup_rebuild(args: argparse.Namespace) -> int:
 
 def _maintain(args: argparse.Namespace) -> int:
     """Run the news_maintenance DAG's work once and print what it did."""
-    retention = monitor.Retention.from_env()
-    done = monitor.maintenance(_settings().db_url, retention)
+    retention = Retention.from_env()
+    done = maintenance(_settings().db_url, retention)
     if args.json:
         print(json.dumps(done, default=str, indent=2))
         return 0
@@ -361,10 +368,11 @@ def _maintain(args: argparse.Namespace) -> int:
         f"retention      {done['raw_pages_deleted']} raw pages processed over {retention.raw_pages_days} days ago, "
         f"{done['crawl_log_deleted']} crawl_log rows over {retention.crawl_log_days} days old: deleted"
     )
+    print(f"candidates     {done['candidates_unindexed']} articles over {retention.candidate_days} days old: unindexed")
     print(f"analyzed       {len(done['analyzed'])} tables")
     print(f"stale sources  {len(done['stale_sources'])} (no successful read for {retention.stale_hours} h)")
     for source in done["stale_sources"]:
-        print(f"  {monitor.stale_line(source)}")
+        print(f"  {stale_line(source)}")
     return 0
 
 

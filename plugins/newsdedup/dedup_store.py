@@ -15,7 +15,8 @@ import numpy as np
 import psycopg2.extras
 from psycopg2.extensions import connection as Connection
 
-from newsdedup.dedup import ClusterInfo, Decision, Deduplicator, Doc, StoredDoc
+from newsdedup.dedup import Deduplicator
+from newsdedup.dedup_records import ClusterInfo, Decision, Doc, StoredDoc
 from newsdedup.minhash import BandKey, DedupParams
 
 DEDUP_LOCK = 4_172_002  # pg_advisory_xact_lock key: one cluster assignment at a time
@@ -53,12 +54,14 @@ class PgSignatureStore:
         self.conn = conn
 
     def candidates(self, key_lists: Sequence[Sequence[BandKey]], limit: int) -> list[dict[int, int]]:
-        """Per key list: stored ids sharing a band -> shared bands, from the index in one query."""
-        idx, band_no, band_hash = [], [], []
+        """Per key list: stored ids sharing a band -> shared bands, from the index in one query.
+
+        Only the band hash is stored and looked up: it is salted by the band's number (see `Signer._keys`).
+        """
+        idx, band_hash = [], []
         for i, keys in enumerate(key_lists):
-            for no, value in keys:
+            for _, value in keys:
                 idx.append(i)
-                band_no.append(no)
                 band_hash.append(value)
         out: list[dict[int, int]] = [{} for _ in key_lists]
         if not idx:
@@ -66,10 +69,10 @@ class PgSignatureStore:
         with self.conn.cursor() as cur:
             cur.execute(
                 "SELECT q.idx, b.article_id, count(*) "
-                "FROM unnest(%s::int[], %s::smallint[], %s::bigint[]) AS q(idx, band_no, band_hash) "
-                "JOIN lsh_bands b ON b.band_hash = q.band_hash AND b.band_no = q.band_no "
+                "FROM unnest(%s::int[], %s::bigint[]) AS q(idx, band_hash) "
+                "JOIN lsh_bands b USING (band_hash) "
                 "GROUP BY q.idx, b.article_id",
-                (_array_literal(idx), _array_literal(band_no), _array_literal(band_hash)),
+                (_array_literal(idx), _array_literal(band_hash)),
             )
             hits: dict[int, list[tuple[int, int]]] = defaultdict(list)
             for i, article_id, shared in cur.fetchall():
@@ -172,11 +175,11 @@ class PgSignatureStore:
                 ],
                 page_size=500,
             )
-            # 64 band rows per article: COPY, not INSERT.
+            # Up to 72 band rows per article: COPY, not INSERT.
             bands = "".join(
-                f"{value}\t{no}\t{d.id}\n" for d, keys in zip(docs, band_keys, strict=True) for no, value in keys
+                f"{value}\t{d.id}\n" for d, keys in zip(docs, band_keys, strict=True) for _, value in keys
             )
-            cur.copy_expert("COPY lsh_bands (band_hash, band_no, article_id) FROM STDIN", io.StringIO(bands))
+            cur.copy_expert("COPY lsh_bands (band_hash, article_id) FROM STDIN", io.StringIO(bands))
             psycopg2.extras.execute_values(
                 cur,
                 "INSERT INTO story_clusters (cluster_id, canonical_article_id, canonical_published_at, "

@@ -9,7 +9,6 @@ import unicodedata
 from collections.abc import Iterator
 from copy import copy
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from functools import cache
 
 import numpy as np
@@ -20,8 +19,9 @@ from lxml.html import HtmlElement
 from trafilatura.settings import Extractor
 from trafilatura.utils import load_html
 
+from newsdedup.article import ArticleFields
 from newsdedup.metadata import PageMetadata, read_metadata, searched_date
-from newsdedup.metadata import parse_datetime as parse_datetime  # re-exported: feeds parse dates with it
+from newsdedup.textsafe import plain_line
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +56,11 @@ class ExtractionError(ValueError):
     """The page holds no article text that could be extracted."""
 
 
-@dataclass
-class ExtractedArticle:
+@dataclass(kw_only=True)
+class ExtractedArticle(ArticleFields):
     """One article as extracted from a page, before cleaning and storage."""
 
-    url: str
-    canonical_url: str
-    title: str
-    text: str
-    author: str | None
-    published_at: datetime | None
-    language: str | None
-    method: str
-    raw_title: str | None = None
-    modified_at: datetime | None = None
-    date_issue: str | None = None
+    method: str  # the path that found the text (trafilatura's passes or BeautifulSoup)
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""
@@ -123,9 +113,9 @@ def extract_text(page: ReadPage, *, language_hint: str | None = None) -> Extract
     return ExtractedArticle(
         url=page.url,
         canonical_url=meta.canonical_url,
-        title=" ".join(title.split()),
+        title=plain_line(title),
         text=text,
-        author=meta.author,
+        author=plain_line(meta.author or "") or None,
         # htmldate's search runs after trafilatura's pass: it may prune the tree.
         published_at=meta.published_at or searched_date(page.tree, page.url),
         language=_language(meta.declared_language, text, language_hint),

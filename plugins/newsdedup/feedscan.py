@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
 
 from newsdedup import settings
-from newsdedup.metadata import parse_datetime
+from newsdedup.timeparse import parse_datetime
 
 FEED_ENTRIES = frozenset({"item", "entry"})  # RSS 0.9x/1.0/2.0 items, Atom entries
 SITEMAP_ENTRIES = frozenset({"url"})
@@ -33,18 +32,12 @@ _VOID = frozenset(b"area base br col embed hr img input meta param source track 
 
 
 @dataclass(frozen=True)
-class ParseLimits:
+class ParseLimits(settings.FromSettings):
     """How deep a feed or sitemap may nest and how many of its entries are read."""
 
-    max_depth: int = settings.DEFAULTS.max_xml_depth
-    max_feed_entries: int = settings.DEFAULTS.max_feed_entries
-    max_sitemap_urls: int = settings.DEFAULTS.max_sitemap_urls
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ParseLimits:
-        """The limits set by NEWSDEDUP_MAX_XML_DEPTH, NEWSDEDUP_MAX_FEED_ENTRIES, NEWSDEDUP_MAX_SITEMAP_URLS."""
-        env = settings.load(environ)
-        return cls(env.max_xml_depth, env.max_feed_entries, env.max_sitemap_urls)
+    max_depth: int = settings.setting("max_xml_depth")
+    max_feed_entries: int = settings.setting("max_feed_entries")
+    max_sitemap_urls: int = settings.setting("max_sitemap_urls")
 
 
 DEFAULT_LIMITS = ParseLimits()

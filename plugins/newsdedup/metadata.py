@@ -9,8 +9,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from htmldate import find_date
 from lxml.html import HtmlElement
@@ -19,7 +18,8 @@ from trafilatura.metadata import JSON_MINIFY, examine_meta, extract_metainfo, no
 from trafilatura.settings import Document, set_date_params
 from trafilatura.xpaths import AUTHOR_XPATHS
 
-from newsdedup.urls import canonicalize
+from newsdedup.timeparse import parse_datetime
+from newsdedup.urls import canonicalize, host_key, site
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ _MODIFIED_META = (
 )
 _AUTHOR_META = (("name", "author"), ("property", "article:author"), ("name", "byl"))
 _SITE_META = (("property", "og:site_name"), ("name", "application-name"), ("name", "apple-mobile-web-app-title"))
-# Same tolerance as monitor.FUTURE_TOLERANCE: a time further ahead is a data error, not clock skew.
+# Same tolerance as quality_checks.FUTURE_TOLERANCE: a time further ahead is a data error, not clock skew.
 FUTURE_SKEW = timedelta(hours=1)
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 _HAS_TIME = re.compile(r"\d[T ]?\d{1,2}:\d{2}")
@@ -124,7 +124,7 @@ def read_metadata(tree: HtmlElement, url: str, *, now: datetime | None = None) -
 
 def site_names(url: str, declared: Iterable[str | None]) -> list[str]:
     """Comparison keys of the outlet's names: declared ones (og:site_name, publisher) and the host's labels."""
-    host = (urlsplit(url).hostname or "").lower().removeprefix("www.")
+    host = host_key(url).removeprefix("www.")
     # The registrable label ("bbc" of news.bbc.co.uk), not subdomains such as "news" or "blog".
     labels = [label for label in host.split(".")[:-1] if label not in _GENERIC_HOST_LABELS and len(label) > 1]
     keys = [_key(name) for name in declared if name] + labels[-1:] + [_key(host)]
@@ -346,21 +346,6 @@ def searched_date(tree: HtmlElement, url: str) -> datetime | None:
     return parse_datetime(found) if found else None
 
 
-def parse_datetime(raw: str) -> datetime | None:
-    """Parse an ISO 8601 (or RFC 2822) date or datetime; naive values are taken as UTC."""
-    raw = raw.strip()
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            value = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 # --- the page's markup ----------------------------------------------------------------------------------
 
 
@@ -489,17 +474,6 @@ def _canonical(page: PageMeta, url: str) -> str:
             break
         candidate = canonicalize(urljoin(url, href))
         # A canonical link to another host is ignored: a page must not claim another site's URL.
-        if candidate and _host(candidate) == _host(url):
+        if candidate and site(candidate) == site(url):
             return candidate
     return canonicalize(url) or url
-
-
-def _host(url: str) -> str:
-    """Return host and port of a URL, without a leading www: two ports of one host are two sites."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower().removeprefix("www.")
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
-    except ValueError:
-        port = 0
-    return f"{host}:{port}"

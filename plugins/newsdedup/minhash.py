@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
@@ -208,9 +208,9 @@ def shingles_of_tokens(toks: Sequence[str], k: int) -> list[tuple[str, ...]]:
     return [tuple(toks[i : i + k]) for i in range(len(toks) - k + 1)]
 
 
-def shingle_hashes(toks: Sequence[str], k: int) -> np.ndarray:
-    """Sorted unique uint32 shingle hashes of a token list (vectorised `shingle_hash`)."""
-    if not toks:
+def shingle_hashes(toks: Sequence[str] | np.ndarray, k: int) -> np.ndarray:
+    """Sorted unique uint32 shingle hashes of a token list or its token_hash_array (vectorised `shingle_hash`)."""
+    if len(toks) == 0:
         return np.empty(0, dtype=np.uint32)
     out = np.sort(shingle_hash_sequence(toks, k))
     # Sort and mask: np.unique costs about six times as much on arrays this size.
@@ -220,12 +220,20 @@ def shingle_hashes(toks: Sequence[str], k: int) -> np.ndarray:
     return out[keep]
 
 
-def shingle_hash_sequence(toks: Sequence[str], k: int) -> np.ndarray:
-    """uint32 hash of the shingle starting at each position, in text order (duplicates kept)."""
+def token_hash_array(toks: Sequence[str]) -> np.ndarray:
+    """uint64 array of each token's xxh32 (memoised): the input of shingle hashing, computed once per text."""
+    return np.fromiter(map(_TOKEN_HASHES.__getitem__, toks), dtype=np.uint64, count=len(toks))
+
+
+def shingle_hash_sequence(toks: Sequence[str] | np.ndarray, k: int) -> np.ndarray:
+    """uint32 hash of the shingle starting at each position, in text order (duplicates kept).
+
+    `toks` may be the tokens or their token_hash_array (a text hashed under several k).
+    """
     n = len(toks)
     if n == 0:
         return np.empty(0, dtype=np.uint32)
-    hw = np.fromiter(map(_TOKEN_HASHES.__getitem__, toks), dtype=np.uint64, count=n)
+    hw = toks if isinstance(toks, np.ndarray) else token_hash_array(toks)
     width = min(k, n)
     count = n - width + 1
     acc = hw[:count].copy()
@@ -292,10 +300,6 @@ class Signer:
         """MinHash hash values (uint32, length num_perm) of the shingle hashes."""
         return self.minhash(hashes).hashvalues.astype(np.uint32, copy=False)
 
-    def signatures(self, hash_arrays: Iterable[np.ndarray]) -> list[np.ndarray]:
-        """Signatures of many documents."""
-        return [self.signature(h) for h in hash_arrays]
-
     def band_keys(self, signature: np.ndarray) -> list[BandKey]:
         """(band_no, band_hash) per band; band_hash is a signed 64-bit xxh64, salted by version."""
         p = self.params
@@ -330,13 +334,3 @@ def signer_for(params: DedupParams) -> Signer:
     return signer
 
 
-def band_keys(signature: np.ndarray, params: DedupParams | None = None) -> list[BandKey]:
-    """Band keys of a signature under `params` (default `DedupParams()`)."""
-    return signer_for(params or DedupParams()).band_keys(signature)
-
-
-def estimate_jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """MinHash Jaccard estimate of two signatures of the same params."""
-    if len(a) != len(b):
-        raise ValueError("signatures of different lengths")
-    return float(np.count_nonzero(a == b)) / len(a)

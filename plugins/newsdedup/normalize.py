@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
-
-import numpy as np
-import xxhash
 
 _APOSTROPHES = "'’‘‚′`´ʼ"
 # Typographic variants are unified before NFKC, which would turn "´" into a space + accent.
@@ -66,23 +62,8 @@ def words(text: str) -> list[str]:
     return normalize_for_compare(text).split()
 
 
-def shingles_of_words(tokens: Sequence[str], k: int) -> set[str]:
-    """Word k-grams of already normalised tokens; fewer than k tokens give one shingle."""
-    if k < 1:
-        raise ValueError("k must be >= 1")
-    if not tokens:
-        return set()
-    if len(tokens) < k:
-        return {" ".join(tokens)}
-    return {" ".join(tokens[i : i + k]) for i in range(len(tokens) - k + 1)}
-
-
-def shingles(text: str, k: int) -> set[str]:
-    """Word k-gram shingles of the normalised text (empty text gives no shingles)."""
-    return shingles_of_words(words(text), k)
-
-
-def shingle_hashes(text: str, k: int, seed: int = 0) -> np.ndarray:
-    """Sorted unique 32-bit xxhash values (uint32) of the word k-gram shingles."""
-    hashes = [xxhash.xxh32_intdigest(s.encode("utf-8"), seed) for s in shingles(text, k)]
-    return np.unique(np.asarray(hashes, dtype=np.uint32))
+def word_count(text: str) -> int:
+    """len(words(text)); ASCII text is counted without folding it (case does not change the count)."""
+    if text.isascii():
+        return len(text.translate(_ASCII_TABLE).split())
+    return len(words(text))

@@ -1,7 +1,8 @@
-"""One ingestion run, step by step: begin, crawl each source, process pages, finish.
+"""One ingestion run, step by step: begin (plan), crawl the due sources, process pages, finish.
 
-The Airflow DAG calls these steps as tasks; `newsdedup ingest` calls them in one process.
-Steps hand over through PostgreSQL (raw_pages), so each can be retried on its own.
+The Airflow DAG calls these steps as tasks (one crawl task per shard of sources, several processing
+tasks); `newsdedup ingest` calls them in one process, over the same plan. Steps hand over through
+PostgreSQL (raw_pages), so each can be retried on its own.
 """
 
 from __future__ import annotations
@@ -11,16 +12,20 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import psycopg2
 
-from newsdedup import monitor, process, store
+from newsdedup import page_failures, polling, process, run_counters, run_report, shards, store
+from newsdedup.airflow_helpers import SHARD_START_WINDOW
 from newsdedup.config import ConfigError, Settings, redact
-from newsdedup.fetch import HTML_TYPES, Fetcher, FetchPolicy, FetchResult
+from newsdedup.content import HTML_TYPES
+from newsdedup.feeds import FeedEntry
+from newsdedup.fetch import Fetcher, FetchPolicy
+from newsdedup.outcomes import FetchResult, Outcome, worth_retry
 from newsdedup.settings import load as load_settings
-from newsdedup.sources import FeedEntry, discover, load_sources
+from newsdedup.sources import discover, load_sources
 from newsdedup.textsafe import one_line
 
 log = logging.getLogger(__name__)
@@ -56,15 +61,36 @@ def sync_sources(settings: Settings) -> dict[str, int]:
     """Load the sources file and write it to the sources table."""
     sources = load_sources(settings.sources_path)
     with store.connect(settings.db_url) as conn:
-        return store.sync_sources(conn, sources)
+        counts = store.sync_sources(conn, sources)
+        polling.save_overrides(conn, sources)
+        return counts
 
 
-def begin_run(db_url: str, run_key: str, trigger: str) -> dict:
-    """Start (or resume) a run; return its id and the names of the sources to crawl."""
+def begin_run(db_url: str, run_key: str, trigger: str, crawl_shards: int | None = None) -> dict:
+    """Plan and start (or resume) a run: its id, when it was planned, its due sources by shard, all their names.
+
+    `shards` holds per shard its index, the shard count and how many sources it crawls: a crawl task
+    plans its own shard again with `planned_at` (see `shard_sources`), so the plan stays small in XCom.
+    """
+    count = crawl_shards or load_settings().crawl_shards
+    planned_at = datetime.now(UTC)
     with store.connect(db_url) as conn:
-        names = [s.source.name for s in store.enabled_sources(conn)]
+        plans = shards.plan(conn, count, planned_at)
+        names = sorted(name for plan in plans for name in plan.sources)
         run_id = store.start_run(conn, run_key, trigger, len(names))
-    return {"run_id": run_id, "sources": names}
+    return {
+        "run_id": run_id,
+        "planned_at": planned_at.isoformat(),
+        "shards": [plan.to_dict() | {"sources": len(plan.sources)} for plan in plans],
+        "sources": names,
+    }
+
+
+def shard_sources(db_url: str, shard: int, crawl_shards: int, planned_at: str | None = None) -> list[str]:
+    """The due sources of one shard at the time the run was planned (now if not given)."""
+    when = datetime.fromisoformat(planned_at) if planned_at else None
+    with store.connect(db_url) as conn:
+        return shards.plan(conn, crawl_shards, when)[shard].sources
 
 
 def crawl_source(db_url: str, run_id: int, source_name: str, fetcher: Fetcher | None = None) -> dict:
@@ -111,6 +137,8 @@ def _crawl(db_url: str, run_id: int, source_name: str, fetcher: Fetcher, counts:
     )
     with store.connect(db_url) as conn:
         store.log_crawl(conn, run_id, [rec for r in found.fetches for rec in _records(r, stored.source_id, "feed")])
+        if found.error or found.not_modified:  # nothing new to count: the schedule learns from it now
+            polling.record_poll(conn, stored.source_id, polling.observe(found, 0), datetime.now(UTC))
     if found.error:
         report.update(failed=True, error=found.error)
         return
@@ -120,8 +148,10 @@ def _crawl(db_url: str, run_id: int, source_name: str, fetcher: Fetcher, counts:
     counts["urls_discovered"] = len(found.entries)
     urls = [e.url for e in found.entries]
     with store.connect(db_url) as conn:
-        known, given_up = store.known_urls(conn, urls), store.given_up_urls(conn, urls)
+        known, given_up = store.known_urls(conn, urls), page_failures.given_up_urls(conn, urls)
         gone = store.gone_urls(conn, urls)
+        new = sum(url not in known and url not in given_up for url in urls)
+        polling.record_poll(conn, stored.source_id, polling.observe(found, new), datetime.now(UTC))
     todo = [e for e in found.entries if _needs_fetch(e, known)]
     counts["urls_skipped_known"] = len(found.entries) - len(todo)
     # Pages that never yielded text, and stored articles whose page answered 404/410, are not fetched
@@ -149,6 +179,7 @@ def _crawl(db_url: str, run_id: int, source_name: str, fetcher: Fetcher, counts:
             # Something is left to fetch: without validators the next run reads the feed again
             # instead of getting a 304 that would hide the pages still missing.
             store.save_source_state(conn, stored.source_id, None, None, {})
+            polling.due_again(conn, stored.source_id)
 
 
 def _is_infrastructure(exc: BaseException) -> bool:
@@ -224,12 +255,12 @@ def _fetch_batch(
                     entry.published_at,
                 )
             )
-        elif entry.url in stored and result.outcome == "http_error" and result.status in GONE_STATUSES:
+        elif entry.url in stored and result.outcome == Outcome.HTTP_ERROR and result.status in GONE_STATUSES:
             counts["pages_gone"] += 1
             gone[entry.url] = result.status
         else:
             counts["pages_failed"] += 1
-            complete &= not _may_recover(result)
+            complete &= not worth_retry(result, later=True)
     back = [p.url for p in pages if p.url in stored]
     with store.connect(db_url) as conn:
         store.log_crawl(conn, run_id, records)
@@ -238,33 +269,9 @@ def _fetch_batch(
     return complete
 
 
-def crawl_time_limit(environ: dict[str, str] | None = None) -> timedelta:
-    """Longest one source's crawl may take: its budget, then the request in flight and its robots.txt, a minute."""
-    env = load_settings(environ)
-    return timedelta(seconds=env.source_budget_seconds + 2 * env.fetch_timeout + 60)
-
-
-def _may_recover(result: FetchResult) -> bool:
-    """True for failures worth another try in a later run."""
-    if result.outcome == "http_error":
-        return result.status == 429 or (result.status or 0) >= 500
-    return result.outcome in ("timeout", "connection_error", "deferred")
-
-
 def process_pages(db_url: str, run_id: int, progress: Progress | None = None) -> dict:
     """Extract, clean, store and cluster every staged page of a run (see `newsdedup.process`)."""
     return process.process_pages(db_url, run_id, progress)
-
-
-def _load(conn: store.Connection, articles: list[store.ArticleRow]) -> Counter[str]:
-    """Store a batch of articles, their removed segments, and the story clusters of the new ones."""
-    return process.load_articles(conn, articles)
-
-
-def _process_batch(batch: list[dict]) -> tuple[list[store.ArticleRow], list[store.CrawlRecord]]:
-    """Turn raw pages into article rows; pages without an article become crawl_log records."""
-    results = process.extract_pages(batch)
-    return [r.article for r in results if r.article], [r.failure for r in results if r.failure]
 
 
 def finish_run(db_url: str, run_id: int, reports: list[dict], processed: dict) -> dict:
@@ -275,7 +282,7 @@ def finish_run(db_url: str, run_id: int, reports: list[dict], processed: dict) -
         totals["sources_failed"] += int(bool(report.get("failed")))
     if reports and totals["sources_failed"] == len(reports):
         status = "failed"
-    elif totals["sources_failed"] or totals["pages_failed"] or totals["extract_failed"]:
+    elif run_counters.errors(totals):
         status = "partial"
     else:
         status = "success"
@@ -287,16 +294,48 @@ def finish_run(db_url: str, run_id: int, reports: list[dict], processed: dict) -
     return row
 
 
-def _crawl_and_record(db_url: str, run_id: int, source_name: str, fetcher: Fetcher) -> dict:
-    """crawl_source, then its row in source_runs with its failure streak, as the DAG's crawl_source task does."""
-    row = monitor.record_crawl(db_url, run_id, crawl_source(db_url, run_id, source_name, fetcher))
-    if message := monitor.streak_message(row, monitor.fail_after_runs()):
+def _crawl_and_record(db_url: str, run_id: int, source_name: str, fetcher: Fetcher, start_by: float) -> dict | None:
+    """crawl_source, then its row in source_runs with its failure streak; None when started too late."""
+    if time.monotonic() > start_by:
+        return None  # not crawled, not recorded: still due next run
+    row = run_report.record_crawl(db_url, run_id, crawl_source(db_url, run_id, source_name, fetcher))
+    if message := run_report.streak_message(row, run_report.fail_after_runs()):
         log.warning("%s", message)
     return row
 
 
+def _start_crawls(
+    pool: ThreadPoolExecutor, db_url: str, run_id: int, names: list[str], fetcher: Fetcher, retry_seconds: float
+) -> list[Future]:
+    """Crawl and record each source in the pool; none starts after SHARD_START_WINDOW."""
+    start_by = time.monotonic() + SHARD_START_WINDOW.total_seconds()  # the rest stay due for the next run
+    return [
+        pool.submit(
+            process.retrying(retry_seconds, f"crawl {name}"), _crawl_and_record, db_url, run_id, name, fetcher, start_by
+        )
+        for name in names
+    ]
+
+
+def crawl_shard(db_url: str, run_id: int, names: list[str]) -> dict:
+    """Crawl a shard's sources concurrently (one Fetcher: per-host politeness holds) and record each.
+
+    Return the shard's rows (source_runs, with failure streaks) and how many sources were left for the
+    next run. A source's failure is in its row; only a database failure raises.
+    """
+    retry_seconds = process.ProcessSettings.from_env().db_retry_seconds
+    with Fetcher(FetchPolicy.from_env()) as fetcher, ThreadPoolExecutor(max_workers=_threads(names)) as pool:
+        rows = [future.result() for future in _start_crawls(pool, db_url, run_id, names, fetcher, retry_seconds)]
+    return {"rows": [row for row in rows if row is not None], "deferred": sum(row is None for row in rows)}
+
+
+def _threads(names: list[str]) -> int:
+    """Crawl threads for some sources: one per source up to CRAWL_THREADS (they mostly wait on the network)."""
+    return max(1, min(CRAWL_THREADS, len(names)))
+
+
 def run_once(settings: Settings, *, run_key: str | None = None, progress: bool = False) -> dict:
-    """A whole run without Airflow: sync sources, crawl them (in parallel), process, finish.
+    """A whole run without Airflow: sync sources, plan, crawl the due ones (in parallel), process, finish.
 
     It writes what a news_ingest DAG run writes: pipeline_runs, and source_runs per source, summarised.
 
@@ -310,16 +349,10 @@ def run_once(settings: Settings, *, run_key: str | None = None, progress: bool =
     db_url, run_id = settings.db_url, run["run_id"]
     retry_seconds = process_settings.db_retry_seconds
     bar = _progress_bar(progress, len(run["sources"]), "sources")
-    # One thread per source (mostly waiting on the network and politeness delays), as the DAG's mapped tasks;
-    # the Fetcher's global connection limit still caps requests in flight.
-    crawlers = max(1, min(CRAWL_THREADS, len(run["sources"])))
-    with Fetcher(policy) as fetcher, ThreadPoolExecutor(max_workers=crawlers) as pool:
-        futures = [
-            pool.submit(
-                process.retrying(retry_seconds, f"crawl {name}"), _crawl_and_record, db_url, run_id, name, fetcher
-            )
-            for name in run["sources"]
-        ]
+    # The due sources of every shard, in threads as the DAG's crawl_shard tasks crawl theirs; the Fetcher's
+    # global connection limit still caps requests in flight.
+    with Fetcher(policy) as fetcher, ThreadPoolExecutor(max_workers=_threads(run["sources"])) as pool:
+        futures = _start_crawls(pool, db_url, run_id, run["sources"], fetcher, retry_seconds)
         for future in futures:
             future.add_done_callback(lambda _: bar(1))
         processed = process.process_pages(
@@ -332,9 +365,9 @@ def run_once(settings: Settings, *, run_key: str | None = None, progress: bool =
         for future in futures:
             future.result()  # a crawl that failed for good (the database, not the source) fails the run
     retry = process.retrying(retry_seconds, f"run {run_id}")
-    retry(monitor.summarise_sources, db_url, run_id)
+    retry(run_report.summarise_sources, db_url, run_id)
     # As the DAG's report task: the run's totals are added up from the rows recorded in source_runs.
-    return retry(finish_run, db_url, run_id, retry(monitor.crawl_reports, db_url, run_id), processed)
+    return retry(finish_run, db_url, run_id, retry(run_report.crawl_reports, db_url, run_id), processed)
 
 
 def _progress_bar(enabled: bool, total: int | None, unit: str) -> Progress:

@@ -6,6 +6,13 @@ restarted, task killed) leaves nothing behind and is done again by the retry, he
 Extraction and cleaning run in a process pool when there is enough work (`NEWSDEDUP_WORKERS`);
 the database writes and story clustering stay in the calling process, one batch at a time, while
 the pool extracts the next batches.
+
+Several processes can process one run at once (the DAG's `process_shard` tasks): each batch is claimed
+(`store.claim_pages`: row locks taken with SKIP LOCKED, held by an open transaction from the read to the
+commit that writes the batch), so claimers get disjoint pages. A claimer that dies loses its connection
+and with it its claims: its unprocessed pages go to whoever reads next (another claimer, the task's retry,
+or the DAG's `finish_processing`, which processes whatever is left). Story clustering stays serialised
+across processes by an advisory lock (`dedup_store.assign_clusters`).
 """
 
 from __future__ import annotations
@@ -23,65 +30,25 @@ from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TypeVar
+from dataclasses import dataclass
 
 import psycopg2
 import psycopg2.extras
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from newsdedup import page_failures, run_counters, store
 from newsdedup import settings as newsdedup_settings
-from newsdedup import store
-from newsdedup.clean import CleanResult, clean_article
 from newsdedup.config import ConfigError
-from newsdedup.dedup import DedupParams, Doc, fingerprint_text
+from newsdedup.dedup_records import Doc
 from newsdedup.dedup_store import assign_clusters
-from newsdedup.extract import ExtractedArticle, ReadPage, extract_text, read_page
-from newsdedup.metadata import learned_affixes, strip_learned
+from newsdedup.outcomes import Outcome
+from newsdedup.page_extraction import Extracted, extract_page, extract_pages, failure_record
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
-T = TypeVar("T")
-MAX_TEXT_CHARS = 150_000  # about 25,000 words
 CHUNK_PAGES = 16  # pages per unit of work sent to a worker (fewer when a batch is small)
-READ_AHEAD_BYTES = 4_000_000  # HTML parsed ahead of trafilatura in a worker (a tree takes about 6.5 times its page)
-DEDUP_PARAMS = DedupParams()  # what assign_clusters uses: fingerprints made with others are made again
 
-# Processing counters of pipeline_runs, added to the run's row in each batch's transaction.
-COUNTERS = (
-    "extract_failed",
-    "articles_new",
-    "articles_updated",
-    "articles_unchanged",
-    "stories_created",
-    "duplicates_found",
-    "segments_removed",
-)
-_ADD_COUNTS = (
-    "UPDATE pipeline_runs SET extract_failed = extract_failed + %(extract_failed)s, "
-    "articles_new = articles_new + %(articles_new)s, articles_updated = articles_updated + %(articles_updated)s, "
-    "articles_unchanged = articles_unchanged + %(articles_unchanged)s, "
-    "stories_created = stories_created + %(stories_created)s, "
-    "duplicates_found = duplicates_found + %(duplicates_found)s, "
-    "segments_removed = segments_removed + %(segments_removed)s WHERE run_id = %(run_id)s"
-)
-_RUN_COUNTS = (
-    "SELECT extract_failed, articles_new, articles_updated, articles_unchanged, stories_created, "
-    "duplicates_found, segments_removed FROM pipeline_runs WHERE run_id = %s"
-)
-# Unlocked read of the next pages; SKIP LOCKED leaves out pages another worker is loading right now.
-# The run's pages come from the partial index of unprocessed pages ("+ 0" keeps the planner from walking
-# the primary key through every earlier run's pages instead: 24 ms at 20,000 pages, growing with the table).
-_NEXT_PAGES = (
-    "WITH todo AS MATERIALIZED (SELECT raw_page_id FROM raw_pages "
-    "WHERE run_id = %s AND processed_at IS NULL AND raw_page_id > %s ORDER BY raw_page_id + 0 LIMIT %s) "
-    "SELECT p.raw_page_id, p.source_id, p.url, p.final_url, p.html, p.feed_title, p.feed_published, "
-    "p.fetched_at, s.language AS source_language "
-    "FROM raw_pages p JOIN todo USING (raw_page_id) LEFT JOIN sources s USING (source_id) "
-    "ORDER BY p.raw_page_id FOR UPDATE OF p SKIP LOCKED"
-)
 _LOCK_PAGES = (
     "SELECT raw_page_id, fetched_at FROM raw_pages "
     "WHERE raw_page_id = ANY(%s) AND processed_at IS NULL FOR UPDATE SKIP LOCKED"
@@ -89,11 +56,11 @@ _LOCK_PAGES = (
 _PENDING = "SELECT count(*) FROM raw_pages WHERE run_id = %s AND processed_at IS NULL"
 # A source whose pages yielded no article this run reads its feed in full next run (no 304), so
 # the pages are fetched again once the site is repaired: the known-URL filter skips stored ones.
-# Pages given up (outcome given_up, see store.settle_page_failures) are not waited for.
+# Pages given up (outcome given_up, see page_failures.settle) are not waited for.
 _FORGET_VALIDATORS = (
     "UPDATE sources SET etag = NULL, last_modified = NULL, child_validators = '{}'::jsonb "
     "WHERE source_id IN (SELECT source_id FROM crawl_log WHERE run_id = %s AND request_kind = 'extract' "
-    "AND outcome = 'extract_failed') "
+    "AND outcome = %s) "
     "AND (etag IS NOT NULL OR last_modified IS NOT NULL OR child_validators <> '{}'::jsonb)"
 )
 
@@ -110,182 +77,17 @@ def _cpus() -> int:
 
 
 @dataclass(frozen=True)
-class ProcessSettings:
+class ProcessSettings(newsdedup_settings.FromSettings):
     """How processing uses the machine: batch size, extraction workers, retries (see newsdedup.settings)."""
 
-    batch_size: int = newsdedup_settings.DEFAULTS.batch_size
-    workers: int = field(default_factory=_cpus)
-    pool_min_pages: int = newsdedup_settings.DEFAULTS.pool_min_pages
+    batch_size: int = newsdedup_settings.setting("batch_size")
+    workers: int = newsdedup_settings.setting("workers", default_factory=_cpus)
+    pool_min_pages: int = newsdedup_settings.setting("pool_min_pages")
     prefetch: int = 4  # batches extracted ahead while one is loaded
-    db_retry_seconds: int = newsdedup_settings.DEFAULTS.db_retry_seconds
-    page_timeout: float = newsdedup_settings.DEFAULTS.page_timeout
-    give_up_after: int = newsdedup_settings.DEFAULTS.give_up_after
-    give_up_retry_days: int = newsdedup_settings.DEFAULTS.give_up_retry_days
-
-    @classmethod
-    def from_env(cls) -> ProcessSettings:
-        """The processing settings of newsdedup.settings (README, Configuration); ConfigError on a bad one."""
-        env = newsdedup_settings.load()
-        return cls(
-            batch_size=env.batch_size,
-            workers=env.workers or _cpus(),
-            pool_min_pages=env.pool_min_pages,
-            db_retry_seconds=env.db_retry_seconds,
-            page_timeout=env.page_timeout,
-            give_up_after=env.give_up_after,
-            give_up_retry_days=env.give_up_retry_days,
-        )
-
-
-# --------------------------------------------------------------------------- extraction (worker side)
-
-
-@dataclass
-class Extracted:
-    """What one raw page became: an article row, or a crawl_log record saying why not."""
-
-    raw_page_id: int
-    article: store.ArticleRow | None = None
-    failure: store.CrawlRecord | None = None
-
-
-def _failure(page: dict, error_class: str, message: str) -> store.CrawlRecord:
-    """A crawl_log record for a page that yielded no article."""
-    return store.CrawlRecord(
-        page["url"],
-        "extract",
-        "extract_failed",
-        page["source_id"],
-        page["final_url"],
-        error_class=error_class,
-        error_message=message,
-    )
-
-
-def _no_nul(value: str | None) -> str | None:
-    """PostgreSQL text cannot hold NUL characters."""
-    return value.replace("\x00", "") if value else value
-
-
-def extract_page(page: dict) -> Extracted:
-    """Extract, clean and sign one raw page; any failure becomes a record, never an exception."""
-    return extract_pages([page])[0]
-
-
-def extract_pages(pages: Sequence[dict]) -> list[Extracted]:
-    """Extract a chunk of pages (the unit of work sent to a worker process), one stage at a time.
-
-    Pages are read (parsed, metadata), then their text extracted, then every article cleaned, then
-    signed: each stage's code stays in the CPU caches across the chunk. Against going page by page,
-    chunks of 16 generated pages took 12-16 % less CPU time (300 pages, five rounds). Parsed trees
-    wait for trafilatura in groups of at most READ_AHEAD_BYTES of HTML, so that a chunk of huge pages
-    does not hold all its trees at once.
-    """
-    found: list[ExtractedArticle | Extracted] = []
-    for group in _by_size(pages, READ_AHEAD_BYTES):
-        read = [_guarded(page, read_page, page["html"], page["final_url"]) for page in group]
-        found += [
-            _guarded(page, _extracted, page, item) if isinstance(item, ReadPage) else item
-            for page, item in zip(group, read, strict=True)
-        ]
-        del read  # the group's trees
-    _strip_source_affixes(pages, found)
-    cleaned = [
-        _guarded(page, _cleaned, page, item) if isinstance(item, ExtractedArticle) else item
-        for page, item in zip(pages, found, strict=True)
-    ]
-    return [
-        _guarded(page, _signed, page, item) if isinstance(item, _Cleaned) else item
-        for page, item in zip(pages, cleaned, strict=True)
-    ]
-
-
-def _strip_source_affixes(pages: Sequence[dict], found: list[ExtractedArticle | Extracted]) -> None:
-    """Strip from titles the prefix or suffix that most of their source's titles in the chunk share."""
-    by_source: dict[int, list[ExtractedArticle]] = {}
-    for page, item in zip(pages, found, strict=True):
-        if isinstance(item, ExtractedArticle):
-            by_source.setdefault(page["source_id"], []).append(item)
-    for articles in by_source.values():
-        affixes = learned_affixes([a.title for a in articles])
-        if any(affixes):
-            for article in articles:
-                article.title = strip_learned(article.title, affixes) or article.title
-
-
-def _by_size(pages: Sequence[dict], budget: int) -> Iterator[Sequence[dict]]:
-    """Consecutive groups of pages whose HTML adds up to at most `budget` characters (a larger page alone)."""
-    start, size = 0, 0
-    for end, page in enumerate(pages):
-        size += len(page["html"] or "")
-        if size > budget and end > start:
-            yield pages[start:end]
-            start, size = end, len(page["html"] or "")
-    if start < len(pages):
-        yield pages[start:]
-
-
-@dataclass
-class _Cleaned:
-    """An extracted article and its cleaned text, waiting for its signature."""
-
-    found: ExtractedArticle
-    title: str
-    cleaned: CleanResult
-
-
-def _guarded(page: dict, stage: Callable[..., T], *args: object) -> T | Extracted:
-    """Run one stage on a page; an exception becomes the page's failure record (one bad page must not stop the run)."""
-    try:
-        return stage(*args)
-    except RecursionError:
-        return Extracted(page["raw_page_id"], failure=_failure(page, "RecursionError", "the page is nested too deeply"))
-    except Exception as exc:  # noqa: BLE001 - recorded, not raised
-        return Extracted(page["raw_page_id"], failure=_failure(page, type(exc).__name__, str(exc) or repr(exc)))
-
-
-def _extracted(page: dict, read: ReadPage) -> ExtractedArticle | Extracted:
-    """The page's article as extracted, or the failure of a text too long to be one."""
-    found = extract_text(read, language_hint=page["source_language"])
-    if len(found.text) > MAX_TEXT_CHARS:
-        # Longer than any news article (a list or archive page); cleaning such text costs minutes.
-        return Extracted(page["raw_page_id"], failure=_failure(
-            page, "ExtractionError", f"{len(found.text):,} characters of text: longer than an article "
-            f"(limit {MAX_TEXT_CHARS:,})"))
-    return found
-
-
-def _cleaned(page: dict, found: ExtractedArticle) -> _Cleaned | Extracted:
-    """The article with repeated segments removed, or the failure of one that only repeats its headline."""
-    title = _no_nul(found.title) or _no_nul(page["feed_title"]) or ""
-    cleaned = clean_article(_no_nul(found.title) or "", _no_nul(found.text) or "")
-    if not cleaned.text.strip():
-        return Extracted(page["raw_page_id"], failure=_failure(
-            page, "ExtractionError", "the page's text only repeats its headline"))
-    return _Cleaned(found, title, cleaned)
-
-
-def _signed(page: dict, item: _Cleaned) -> Extracted:
-    """The article row with its signature, made here in the worker so the loading process only compares and writes."""
-    found, cleaned = item.found, item.cleaned
-    fingerprint = fingerprint_text(cleaned.text, item.title, DEDUP_PARAMS, norm=cleaned.norm)
-    article = store.ArticleRow(
-        source_id=page["source_id"],
-        url=page["url"],
-        canonical_url=_no_nul(found.canonical_url) or page["url"],
-        title=item.title,
-        text=cleaned.text,
-        author=_no_nul(found.author),
-        published_at=found.published_at or page["feed_published"],
-        language=found.language,
-        fetched_at=datetime.now(UTC),
-        removed=[r.to_dict() for r in cleaned.removed],
-        raw_title=_no_nul(found.raw_title),
-        modified_at=found.modified_at,
-        date_issue=found.date_issue,
-        fingerprint=fingerprint,
-    )
-    return Extracted(page["raw_page_id"], article=article)
+    db_retry_seconds: int = newsdedup_settings.setting("db_retry_seconds")
+    page_timeout: float = newsdedup_settings.setting("page_timeout")
+    give_up_after: int = newsdedup_settings.setting("give_up_after")
+    give_up_retry_days: int = newsdedup_settings.setting("give_up_retry_days")
 
 
 _PRELOAD = ["trafilatura", "lxml.html", "bs4", "htmldate", "courlan", "py3langid", "numpy", "datasketch", "psycopg2"]
@@ -426,7 +228,7 @@ class _Extractor:
             reason = ("ExtractionTimeout", f"extraction took longer than {self.page_timeout} s")
         else:
             reason = ("WorkerCrashed", "the extraction process died on this page")
-        return Extracted(page["raw_page_id"], failure=_failure(page, *reason))
+        return Extracted(page["raw_page_id"], failure=failure_record(page, *reason))
 
     def _restart(self) -> None:
         """Kill the pool's processes (a stuck one never returns) and start fresh ones."""
@@ -527,36 +329,89 @@ def _write(conn: store.Connection, run_id: int, results: Sequence[Extracted]) ->
     store.log_crawl(conn, run_id, failures)
     store.mark_processed(conn, [r.raw_page_id for r in results])
     with conn.cursor() as cur:
-        cur.execute(_ADD_COUNTS, {name: int(counts.get(name, 0)) for name in COUNTERS} | {"run_id": run_id})
+        # The processing counters, added to the run's row in each batch's transaction.
+        values = {name: int(counts.get(name, 0)) for name in run_counters.PROCESS}
+        cur.execute(run_counters.ADD_PROCESS_COUNTS, values | {"run_id": run_id})
     return counts
 
 
-def _load_batch(db_url: str, run_id: int, pages: list[dict], results: list[Extracted]) -> tuple[Counter[str], int]:
-    """Write a batch in one transaction; return its counts and how many of its pages were written.
+@dataclass
+class _Claim:
+    """A batch of claimed pages and the open transaction that holds their row locks."""
+
+    conn: store.Connection | None
+    pages: list[dict]
+
+    def release(self) -> None:
+        """End the transaction (rolled back if not committed) and with it the claim."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def _claim(db_url: str, run_id: int, after: int, limit: int) -> _Claim:
+    """Claim the next unprocessed pages of a run after a page id; the claim holds a connection until loaded."""
+    conn = store.open_connection(db_url)
+    try:
+        pages = store.claim_pages(conn, run_id, after, limit)
+    except BaseException:
+        conn.close()
+        raise
+    if not pages:
+        conn.close()
+        return _Claim(None, [])
+    return _Claim(conn, pages)
+
+
+def _load_claimed(
+    db_url: str, run_id: int, claim: _Claim, results: list[Extracted], retry: Retrying
+) -> tuple[Counter[str], int]:
+    """Write a claimed batch in the claim's transaction; after a transient failure, retry on new connections."""
+    try:
+        with claim.conn:
+            return _load_batch(claim.conn, run_id, claim.pages, results)
+    except psycopg2.Error as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("run %s: claimed batch lost (%s); loading it again", run_id, type(exc).__name__)
+    finally:
+        claim.release()
+    return retry(_load_fresh, db_url, run_id, claim.pages, results)
+
+
+def _load_fresh(db_url: str, run_id: int, pages: list[dict], results: list[Extracted]) -> tuple[Counter[str], int]:
+    """Write a batch in a transaction of its own (its claim was lost)."""
+    with store.connect(db_url) as conn:
+        return _load_batch(conn, run_id, pages, results)
+
+
+def _load_batch(
+    conn: store.Connection, run_id: int, pages: list[dict], results: list[Extracted]
+) -> tuple[Counter[str], int]:
+    """Write a batch in the caller's transaction; return its counts and how many of its pages were written.
 
     Pages processed or taken by another worker meanwhile, or staged again since they were read,
-    are left for that worker or for a later pass.
+    are left for that worker or for a later pass (pages this transaction claimed are its own).
     """
-    with store.connect(db_url) as conn:
+    with conn.cursor() as cur:
+        cur.execute(_LOCK_PAGES, ([p["raw_page_id"] for p in pages],))
+        current = dict(cur.fetchall())
+    mine = [r for p, r in zip(pages, results, strict=True) if current.get(p["raw_page_id"]) == p["fetched_at"]]
+    if not mine:
+        return Counter(), 0
+    try:
         with conn.cursor() as cur:
-            cur.execute(_LOCK_PAGES, ([p["raw_page_id"] for p in pages],))
-            current = dict(cur.fetchall())
-        mine = [r for p, r in zip(pages, results, strict=True) if current.get(p["raw_page_id"]) == p["fetched_at"]]
-        if not mine:
-            return Counter(), 0
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SAVEPOINT batch")
-            counts = _write(conn, run_id, mine)
-        except psycopg2.Error as exc:
-            if is_transient(exc):
-                raise
-            # A page the database refuses (a text too long for its search vector, say) must not
-            # block the run: write the pages one by one and record the ones refused.
-            log.warning("batch refused (%s: %s); writing its %d pages one by one", type(exc).__name__, exc, len(mine))
-            with conn.cursor() as cur:
-                cur.execute("ROLLBACK TO SAVEPOINT batch")
-            counts = _write_one_by_one(conn, run_id, pages, mine)
+            cur.execute("SAVEPOINT batch")
+        counts = _write(conn, run_id, mine)
+    except psycopg2.Error as exc:
+        if is_transient(exc):
+            raise
+        # A page the database refuses (a text too long for its search vector, say) must not
+        # block the run: write the pages one by one and record the ones refused.
+        log.warning("batch refused (%s: %s); writing its %d pages one by one", type(exc).__name__, exc, len(mine))
+        with conn.cursor() as cur:
+            cur.execute("ROLLBACK TO SAVEPOINT batch")
+        counts = _write_one_by_one(conn, run_id, pages, mine)
     return counts, len(mine)
 
 
@@ -576,25 +431,18 @@ def _write_one_by_one(
                 raise
             with conn.cursor() as cur:
                 cur.execute("ROLLBACK TO SAVEPOINT page")
-            refused = Extracted(result.raw_page_id, failure=_failure(
+            refused = Extracted(result.raw_page_id, failure=failure_record(
                 by_id[result.raw_page_id], type(exc).__name__, f"the database refused the article: {exc}"))
             counts.update(_write(conn, run_id, [refused]))
     return counts
 
 
-def _next_pages(db_url: str, run_id: int, after: int, limit: int) -> list[dict]:
-    """The next unprocessed pages of a run after a page id, oldest first (no lock kept)."""
-    with store.connect(db_url) as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(_NEXT_PAGES, (run_id, after, limit))
-        return [dict(row) for row in cur.fetchall()]
-
-
 def run_counts(db_url: str, run_id: int) -> dict[str, int]:
     """The processing counters of a run as stored: every committed batch of every attempt, once."""
     with store.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(_RUN_COUNTS, (run_id,))
+        cur.execute(run_counters.SELECT_PROCESS_COUNTS, (run_id,))
         row = cur.fetchone()
-    return dict(zip(COUNTERS, row or (0,) * len(COUNTERS), strict=True))
+    return dict(zip(run_counters.PROCESS, row or (0,) * len(run_counters.PROCESS), strict=True))
 
 
 def _pending(db_url: str, run_id: int) -> int:
@@ -635,6 +483,24 @@ def process_pages(
     expected = settings.pool_min_pages if more is not None and more() else 0
     with _extractor(settings, pending, expected) as extractor:
         _drain(db_url, run_id, extractor, settings, retry, progress, more)
+    return finish(db_url, run_id, settings)
+
+
+def drain_pages(db_url: str, run_id: int, settings: ProcessSettings | None = None) -> int:
+    """Process the run's staged pages that nobody else has claimed, until none is left; return how many.
+
+    One of several processing tasks of a run: `finish` follows once they all ended.
+    """
+    settings = settings or ProcessSettings.from_env()
+    retry = retrying(settings.db_retry_seconds, f"processing run {run_id}")
+    with _extractor(settings, retry(_pending, db_url, run_id)) as extractor:
+        return _drain(db_url, run_id, extractor, settings, retry, None, None)
+
+
+def finish(db_url: str, run_id: int, settings: ProcessSettings | None = None) -> dict[str, int]:
+    """After a run's pages are processed: settle the page failures, forget validators; return the run's counters."""
+    settings = settings or ProcessSettings.from_env()
+    retry = retrying(settings.db_retry_seconds, f"processing run {run_id}")
     retry(_settle_failures, db_url, run_id, settings)
     retry(_forget_validators, db_url, run_id)
     return retry(run_counts, db_url, run_id)
@@ -643,7 +509,7 @@ def process_pages(
 def _settle_failures(db_url: str, run_id: int, settings: ProcessSettings) -> None:
     """Count the run's pages without text against their URLs; give up the URLs that keep failing."""
     with store.connect(db_url) as conn:
-        given_up = store.settle_page_failures(conn, run_id, settings.give_up_after, settings.give_up_retry_days)
+        given_up = page_failures.settle(conn, run_id, settings.give_up_after, settings.give_up_retry_days)
     if given_up:
         log.info("run %s: %d page(s) without text given up (see page_failures)", run_id, given_up)
 
@@ -651,7 +517,7 @@ def _settle_failures(db_url: str, run_id: int, settings: ProcessSettings) -> Non
 def _forget_validators(db_url: str, run_id: int) -> None:
     """Make sources with pages that yielded no article read their feed in full next time."""
     with store.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(_FORGET_VALIDATORS, (run_id,))
+        cur.execute(_FORGET_VALIDATORS, (run_id, Outcome.EXTRACT_FAILED))
 
 
 def _drain(
@@ -662,32 +528,37 @@ def _drain(
     retry: Retrying,
     progress: Progress | None,
     more: Callable[[], bool] | None,
-) -> None:
-    """Read batches ahead into the extractor and load them in page order until nothing is left.
+) -> int:
+    """Claim batches ahead into the extractor and load them in page order until nothing is left; count pages.
 
     Page ids are handed out at insert time but become visible at commit, so a crawl that commits
     late leaves lower ids behind the read position: when nothing is in flight, reading starts
     again from the first page, and only a pass from the start that finds nothing ends the step.
     """
-    inflight: deque[tuple[list[dict], Callable[[], list[Extracted]]]] = deque()
-    after = 0
-    while True:
-        coming = more is not None and more()  # asked before reading: pages staged after it are seen
-        while len(inflight) < max(settings.prefetch, 1):
-            pages = retry(_next_pages, db_url, run_id, after, settings.batch_size)
-            if not pages:
-                break
-            after = pages[-1]["raw_page_id"]
-            inflight.append((pages, extractor.submit(pages)))
-        if inflight:
-            pages, results = inflight.popleft()
-            counts, written = retry(_load_batch, db_url, run_id, pages, results())
-            log.debug("run %s: batch of %d pages: %s", run_id, written, dict(counts))
-            if progress and written:
-                progress(written)
-        elif after:
-            after = 0
-        elif coming:
-            time.sleep(0.2)
-        else:
-            return
+    inflight: deque[tuple[_Claim, Callable[[], list[Extracted]]]] = deque()
+    after = total = 0
+    try:
+        while True:
+            coming = more is not None and more()  # asked before reading: pages staged after it are seen
+            while len(inflight) < max(settings.prefetch, 1):
+                claim = retry(_claim, db_url, run_id, after, settings.batch_size)
+                if not claim.pages:
+                    break
+                after = claim.pages[-1]["raw_page_id"]
+                inflight.append((claim, extractor.submit(claim.pages)))
+            if inflight:
+                claim, results = inflight.popleft()
+                counts, written = _load_claimed(db_url, run_id, claim, results(), retry)
+                log.debug("run %s: batch of %d pages: %s", run_id, written, dict(counts))
+                total += written
+                if progress and written:
+                    progress(written)
+            elif after:
+                after = 0
+            elif coming:
+                time.sleep(0.2)
+            else:
+                return total
+    finally:
+        for claim, _ in inflight:  # an error: the claims not loaded go back to the run
+            claim.release()

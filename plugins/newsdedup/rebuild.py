@@ -31,8 +31,9 @@ from psycopg2.extensions import connection as Connection
 
 from newsdedup import store
 from newsdedup.config import ConfigError
-from newsdedup.dedup import DedupParams, Doc, canonical_key
+from newsdedup.dedup_records import Doc, canonical_key
 from newsdedup.dedup_store import DEDUP_LOCK, assign_clusters
+from newsdedup.minhash import DedupParams
 
 # State learnt across articles, without a params_version: recomputed from scratch by a new rebuild
 # (kept, the rebuild would count every article's evidence twice).

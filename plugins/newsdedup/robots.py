@@ -16,15 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
+from typing import Protocol
 
 # Protego (Scrapy's parser) matches as RFC 9309 says (wildcards, `$`, longest match, Allow wins
 # ties) and parses text we fetched ourselves, so the download goes through our address guard.
 from protego import Protego
 
-if TYPE_CHECKING:
-    from newsdedup.fetch import FetchResult
+from newsdedup import urls
+from newsdedup.outcomes import FetchResult, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +83,6 @@ class RobotsStore(Protocol):
         """Store (replace) the copy for robots.origin."""
 
 
-def robots_origin(url: str) -> str:
-    """Return the scheme://host[:port] key that a robots.txt file governs."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    default = 443 if scheme == "https" else 80
-    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
-
-
 def product_token(user_agent: str) -> str:
     """Return the robots.txt product token of a User-Agent ('newsdedup/0.1 (...)' -> 'newsdedup')."""
     token = user_agent.strip().split("/", 1)[0].split(" ", 1)[0]
@@ -113,7 +100,7 @@ def rules_from_result(origin: str, result: FetchResult, now: float) -> RobotsRul
     status = result.status
     if _no_file(result):
         return RobotsRules(origin, "allow_all", f"robots.txt HTTP {status}: no rules", now)
-    if result.outcome == "redirect_error":
+    if result.outcome == Outcome.REDIRECT_ERROR:
         # Google treats a robots.txt it cannot reach within its redirect limit like a 404.
         return RobotsRules(origin, "allow_all", f"robots.txt {result.error_class}", now)
     detail = f"HTTP {status}" if status is not None else (result.error_class or result.outcome)
@@ -123,13 +110,13 @@ def rules_from_result(origin: str, result: FetchResult, now: float) -> RobotsRul
 def _no_file(result: FetchResult) -> bool:
     """True for a robots.txt answered 4xx (but 429): no rules, everything allowed (RFC 9309, 2.3.1.3)."""
     status = result.status
-    return result.outcome == "http_error" and status is not None and 400 <= status < 500 and status != 429
+    return result.outcome == Outcome.HTTP_ERROR and status is not None and 400 <= status < 500 and status != 429
 
 
 def as_logged(result: FetchResult) -> FetchResult:
     """A robots.txt fetch as crawl_log keeps it: a 4xx answer told us the rules (none) and is not a failure."""
     if _no_file(result):
-        return dataclasses.replace(result, outcome="ok", error_class=None, error_message=None)
+        return dataclasses.replace(result, outcome=Outcome.OK, error_class=None, error_message=None)
     return result
 
 
@@ -173,7 +160,7 @@ def _slashes(text: str) -> str:
 
 def _text_of(result: FetchResult) -> str | None:
     """The parsed part of a successful fetch: its first MAX_ROBOTS_BYTES, without a cut last line."""
-    if result.outcome != "ok":
+    if result.outcome != Outcome.OK:
         return None
     body = result.body or b""
     if len(body) > MAX_ROBOTS_BYTES:
@@ -217,7 +204,7 @@ class RobotsCache:
 
     def rules_and_fetch(self, url: str) -> tuple[RobotsRules, FetchResult | None]:
         """Return the rules governing url and the robots.txt fetch this call made (None if cached)."""
-        origin = robots_origin(url)
+        origin = urls.origin(url)
         with self._lock:
             rules = self._cached(origin)
             if rules is not None:
@@ -250,7 +237,7 @@ class RobotsCache:
             last_modified=stored.last_modified if stored else None,
         )
         now = self._clock()
-        if result.outcome == "not_modified" and stored is not None:
+        if result.outcome == Outcome.NOT_MODIFIED and stored is not None:
             stored.fetched_at = self._wall()
             stored.etag = result.etag or stored.etag
             stored.last_modified = result.last_modified or stored.last_modified

@@ -7,11 +7,13 @@ README's configuration table is `readme_table()` (tests/test_settings.py keeps t
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 from annotated_types import Ge, Gt, Le
@@ -36,6 +38,10 @@ SCRIPT_VARIABLES = {
     "NEWSDEDUP_API_PORT": "scripts/stack.sh: the Airflow API server's port",
     "NEWSDEDUP_STACK_DIR": "scripts/stack.sh: the stack's state directory",
     "NEWSDEDUP_STACK_DEMO": "scripts/stack.sh: 1 crawls the demo site whatever is configured",
+    "NEWSDEDUP_EXECUTOR": "scripts/stack.sh: local (LocalExecutor) or celery (CeleryExecutor, Redis, workers)",
+    "NEWSDEDUP_CELERY_WORKERS": "scripts/stack.sh: how many Celery workers (2)",
+    "NEWSDEDUP_CELERY_CONCURRENCY": "scripts/stack.sh: task slots per Celery worker (2)",
+    "NEWSDEDUP_REDIS_STATE": "scripts/redis.sh: its state directory",
 }
 
 
@@ -119,8 +125,17 @@ class NewsdedupSettings(BaseSettings):
     source_budget_seconds: int = Field(
         300, ge=1, le=3600,
         description="wall-clock seconds one source's crawl may take per run (feed and pages); no request starts "
-        "after it, links not reached wait for the next run. The Airflow task `crawl_source` is stopped after "
-        "this plus two request timeouts plus a minute",
+        "after it, links not reached wait for the next run. The Airflow task `crawl_shard` starts no source "
+        "after 30 minutes and is stopped that plus this plus two request timeouts plus a minute later",
+    )
+    crawl_shards: int = Field(
+        4, ge=1, le=1024,
+        description="crawl shards of a run (Airflow tasks `crawl_shard`): a source's shard is a hash of its host, "
+        "so one host's sources share a shard and keep their shard as sources are added",
+    )
+    process_shards: int = Field(
+        2, ge=1, le=64,
+        description="processing tasks of a run (`process_shard`), each claiming disjoint batches of staged pages",
     )
     robots_ttl: float = Field(
         3600.0, ge=0, le=7 * 86400, allow_inf_nan=False,
@@ -160,9 +175,24 @@ class NewsdedupSettings(BaseSettings):
         description="days processed raw pages are kept (0: deleted at the next maintenance; unprocessed ones stay)",
     )
     retain_crawl_log_days: int = Field(90, ge=1, le=3650, description="days `crawl_log` rows are kept")
+    candidate_days: int = Field(
+        30, ge=0, le=3650,
+        description="days an article stays a dedup candidate, by `published_at` (else `fetched_at`); older ones "
+        "leave the LSH band index at the next maintenance, their stories and decisions stay (0: never leave)",
+    )
     stale_hours: int = Field(
         24, ge=1, le=8760,
         description="hours without a successful read after which an enabled source is reported as stale",
+    )
+    poll_floor_minutes: int = Field(
+        15, ge=1, le=1440,
+        description="shortest learned interval between two reads of a source (adaptive polling; a source's "
+        "`poll_min` or `poll_every` overrides it)",
+    )
+    poll_ceiling_hours: int = Field(
+        24, ge=1, le=720,
+        description="longest learned interval between two reads of a source (a source's `poll_max` or "
+        "`poll_every` overrides it); at least the floor",
     )
 
     @classmethod
@@ -208,7 +238,35 @@ class NewsdedupSettings(BaseSettings):
 
 
 FIELDS: dict[str, FieldInfo] = NewsdedupSettings.model_fields
-DEFAULTS = NewsdedupSettings.model_construct()  # every default, the environment not read: for dataclass defaults
+DEFAULTS = NewsdedupSettings.model_construct()  # every default, the environment not read
+_SETTING = "newsdedup_setting"  # dataclass field metadata: the setting a field is read from
+T = TypeVar("T")
+
+
+def setting(name: str, **options: Any) -> Any:
+    """A dataclass field read from the setting `name`, whose default it takes (unless given a default_factory)."""
+    if "default_factory" not in options:
+        options["default"] = getattr(DEFAULTS, name)
+    return dataclasses.field(metadata={_SETTING: name}, **options)
+
+
+def configured(cls: type[T], env: NewsdedupSettings, **given: Any) -> T:
+    """`cls` with each of its `setting()` fields from `env` (an unset one, None, keeps its default), then `given`."""
+    values = {
+        f.name: value
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if _SETTING in f.metadata and (value := getattr(env, f.metadata[_SETTING])) is not None
+    }
+    return cls(**(values | given))
+
+
+class FromSettings:
+    """A dataclass mixin: `from_env()` builds it with its `setting()` fields read from the environment."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """The dataclass from the environment (or `environ`); ConfigError in one line on a bad setting."""
+        return configured(cls, load(environ))
 
 
 def variable(name: str) -> str:

@@ -1,55 +1,33 @@
-"""Sources: the YAML sources file, and discovery of article URLs from feeds and sitemaps.
+"""Sources: the YAML sources file, and discovery of the article URLs a source announces.
 
-Feeds: RSS 0.9x/1.0/2.0 and Atom (feedparser), JSON Feed 1.x (json). Sitemaps: urlset, sitemap
-index and Google News sitemaps, plain or gzip (`.xml.gz`), parsed with defusedxml; their elements
-are matched by local name, whatever the namespace. A site's home page (`kind: auto`) leads to its
-feeds (`<link rel="alternate">`) and to the sitemaps its robots.txt names. Every XML document is
-checked with defusedxml first: a document that declares entities (entity expansion, external
-entities) is refused with a clear error instead of being parsed. Every XML document is first read by
-`newsdedup.feedscan`: one nested too deep is refused before the real parser sees it (`TooDeep`), and of a
-feed or sitemap file listing more entries than the cap (`NEWSDEDUP_MAX_FEED_ENTRIES`,
-`NEWSDEDUP_MAX_SITEMAP_URLS`) the newest are read and the fetch is recorded as `truncated`.
+A source is a feed or sitemap (read by `newsdedup.feeds`), or a site's home page (`kind: auto`),
+which leads to its feeds (`<link rel="alternate">`) and to the sitemaps its robots.txt names.
+Discovery fetches conditionally, follows sitemap indexes within a per-run file budget, and records
+on each fetch why a file could not be used (`parse_error`) or was cut to its newest entries
+(`truncated`).
 """
 
 from __future__ import annotations
 
-import calendar
-import io
-import json
 import re
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 from urllib.parse import urljoin
 
-import feedparser
 import yaml
-from defusedxml import ElementTree
-from defusedxml.common import DefusedXmlException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
 from newsdedup.config import ConfigError
-from newsdedup.extract import parse_datetime
-from newsdedup.feedscan import (
-    DEFAULT_LIMITS,
-    FEED_ENTRIES,
-    SITEMAP_ENTRIES,
-    Bounded,
-    ParseLimits,
-    TooDeep,
-    Uncuttable,
-    bound,
-)
-from newsdedup.textsafe import one_line
+from newsdedup.feeds import FeedEntry, FeedError, Listing, absolute_url, detect_kind, parse_listing, parse_sitemap
+from newsdedup.feedscan import ParseLimits
+from newsdedup.outcomes import FetchResult, Outcome
 from newsdedup.urls import canonicalize
 
 if TYPE_CHECKING:
-    from newsdedup.fetch import Fetcher, FetchResult
+    from newsdedup.fetch import Fetcher
 
 Kind = Literal["rss", "atom", "jsonfeed", "sitemap", "auto"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -64,15 +42,11 @@ FEED_ACCEPT = (
 )
 _NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 _LANGUAGE_RE = re.compile(r"^[a-z]{2}$")
-_ENTITY_DECL = re.compile(r"<!ENTITY", re.IGNORECASE)
-_FIRST_ELEMENT = re.compile(r"<[A-Za-z_]")
-_SITEMAP_ROOT = re.compile(r"<(?:[\w.-]+:)?(?:urlset|sitemapindex)\b")  # with a namespace prefix or not
+_DURATION_RE = re.compile(r"^\s*([0-9]{1,6})\s*([smhd])\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+POLL_LIMITS = (60, 30 * 86400)  # poll_every, poll_min, poll_max: from a minute to 30 days
 _FEED_LINK_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/feed+json"})
 _LINKED = "linked"  # third element of a child_validators entry: a file a home page led to
-# Dates further ahead than this are a broken or hostile feed, not news: they would make an
-# article look "changed since we fetched it" on every run.
-_FUTURE_SLACK = timedelta(days=1)
-_EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -86,42 +60,14 @@ class Source:
     enabled: bool = True
     rate_limit: float | None = None  # min seconds between requests to this source's hosts
     max_articles: int | None = None  # article pages fetched per run (None: DEFAULT_MAX_ARTICLES)
+    poll_every: int | None = None  # seconds: a fixed poll interval instead of a learned one
+    poll_min: int | None = None  # seconds: bounds of the learned interval (None: the settings)
+    poll_max: int | None = None
 
     @property
     def article_limit(self) -> int:
         """Articles fetched per run at most."""
         return self.max_articles or DEFAULT_MAX_ARTICLES
-
-
-@dataclass(frozen=True)
-class FeedEntry:
-    """An article URL announced by a source, with what the source says about it."""
-
-    url: str
-    title: str | None = None
-    published_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-class FeedError(ValueError):
-    """A feed or sitemap that was fetched but cannot (or must not) be parsed."""
-
-    def __init__(self, error_class: str, message: str) -> None:
-        message = one_line(message)  # it quotes the document (a root tag, a parser error): logged and shown
-        super().__init__(message)
-        self.error_class = error_class
-        self.message = message
-
-
-@dataclass
-class Listing:
-    """The entries of one feed or sitemap file that are used, and how many it listed beyond the cap."""
-
-    entries: list[FeedEntry]
-    listed: int = 0  # entries the file lists
-    dropped: int = 0  # of those, left out: the oldest
-    what: str = "feed"
-    cap_setting: str = "NEWSDEDUP_MAX_FEED_ENTRIES"
 
 
 @dataclass
@@ -137,6 +83,7 @@ class Discovery:
     children: dict[str, list[str | None]] = field(default_factory=dict)
     # Something was left unread (a child failed, limits hit): do not trust validators next time.
     incomplete: bool = False
+    declared_seconds: int | None = None  # the feed's <ttl> / sy:updatePeriod (newsdedup.polling)
 
 
 # --------------------------------------------------------------------------- the sources file
@@ -182,6 +129,9 @@ class SourceEntry(BaseModel):
         None, ge=1, le=MAX_ARTICLES_LIMIT,
         description=f"a whole number of article pages per run from 1 to {MAX_ARTICLES_LIMIT}",
     )
+    poll_every: int | None = Field(None, description="a duration such as '30m', '2h' or '1d', from 1m to 30d")
+    poll_min: int | None = Field(None, description="a duration such as '15m' or '1h', from 1m to 30d")
+    poll_max: int | None = Field(None, description="a duration such as '6h' or '2d', from 1m to 30d")
 
     @field_validator("name")
     @classmethod
@@ -213,6 +163,18 @@ class SourceEntry(BaseModel):
             raise ValueError(f"is {value!r}; expected {cls.model_fields['language'].description}")
         return value and value.strip().lower()
 
+    @field_validator("poll_every", "poll_min", "poll_max", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> int | None:
+        """A duration as text ('30m', '2h', '1d', '90s') in seconds, within POLL_LIMITS."""
+        if value is None:
+            return None
+        match = _DURATION_RE.match(value) if isinstance(value, str) else None
+        seconds = int(match[1]) * _DURATION_UNITS[match[2]] if match else None
+        if seconds is None or not POLL_LIMITS[0] <= seconds <= POLL_LIMITS[1]:
+            raise ValueError(f"is {value!r}; expected a duration such as '30m', '2h' or '1d', from 1m to 30d")
+        return seconds
+
 
 def _parse_source(path: Path, index: int, item: object) -> Source:
     """Validate one entry of the sources list; the error names its position, its name and the field."""
@@ -226,8 +188,12 @@ def _parse_source(path: Path, index: int, item: object) -> Source:
         entry = SourceEntry.model_validate(item)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_entry_problem(exc.errors(), item)}") from None
+    if entry.poll_every is not None and (entry.poll_min is not None or entry.poll_max is not None):
+        raise ConfigError(f"{where}: poll_every fixes the interval: give it alone, or poll_min / poll_max")
+    if entry.poll_min is not None and entry.poll_max is not None and entry.poll_min > entry.poll_max:
+        raise ConfigError(f"{where}: poll_min ({item['poll_min']!r}) is longer than poll_max ({item['poll_max']!r})")
     return Source(entry.name, entry.url, entry.kind, entry.language, entry.enabled, entry.rate_limit,
-                  entry.max_articles)
+                  entry.max_articles, entry.poll_every, entry.poll_min, entry.poll_max)
 
 
 def _entry_problem(errors: list[ErrorDetails], item: dict[str, object]) -> str:
@@ -278,15 +244,15 @@ def discover(
     )
     found = Discovery(source, fetches=[result])
     home = source.kind == "auto" and any(_is_linked(v) for v in known.values())
-    if result.outcome == "not_modified" and not home:
+    if result.outcome == Outcome.NOT_MODIFIED and not home:
         found.not_modified = True
         found.children = dict(known)
         return found
-    if result.outcome != "not_modified" and (not result.ok or result.text is None):
+    if result.outcome != Outcome.NOT_MODIFIED and (not result.ok or result.text is None):
         found.error = f"{result.error_class or result.outcome}: {result.error_message or result.status}"
         return found
     try:
-        kind = "html" if result.outcome == "not_modified" else source.kind
+        kind = "html" if result.outcome == Outcome.NOT_MODIFIED else source.kind
         kind = detect_kind(result.text or "") if kind == "auto" else kind
         if kind == "html":  # only detected for kind: auto
             _discover_home(found, result, fetcher, known, limits)
@@ -295,6 +261,7 @@ def discover(
         else:
             listing = parse_listing(kind, result.text or "", result.final_url, limits)
             found.entries = listing.entries
+            found.declared_seconds = listing.declared_seconds
             _note_dropped(found, result, listing)
     except FeedError as exc:
         _mark_parse_error(result, exc)
@@ -303,25 +270,10 @@ def discover(
     return found
 
 
-def parse_listing(kind: str, text: str, base_url: str, limits: ParseLimits = DEFAULT_LIMITS) -> Listing:
-    """Entries of an RSS, Atom or JSON feed; an HTML page or broken feed raises FeedError."""
-    if kind == "html":
-        raise FeedError("NotAFeed", "expected an RSS/Atom/JSON feed or a sitemap, got an HTML page")
-    if kind == "jsonfeed":
-        return parse_json_feed(text, base_url, limits.max_feed_entries)
-    try:
-        return parse_feed(text, base_url, limits)
-    except FeedError:
-        raise
-    except (ValueError, UnicodeError, AttributeError) as exc:
-        # feedparser raises on hostile bodies (out-of-range or surrogate character references,
-        # an empty document): a broken feed, not a crash of the run.
-        raise FeedError("FeedParseError", f"the feed could not be parsed: {type(exc).__name__}: {exc}") from exc
-
 
 def _mark_parse_error(result: FetchResult, exc: FeedError) -> None:
     """Record on a fetched feed or sitemap why it could not be used (it lands in crawl_log)."""
-    result.outcome = "parse_error"
+    result.outcome = Outcome.PARSE_ERROR
     result.error_class = exc.error_class
     result.error_message = exc.message
 
@@ -330,7 +282,7 @@ def _note_dropped(found: Discovery, result: FetchResult, listing: Listing) -> No
     """Record on a feed or sitemap that listed more entries than its cap that only the newest were read."""
     if not listing.dropped:
         return
-    result.outcome = "truncated"
+    result.outcome = Outcome.TRUNCATED
     result.error_class = "TooManyEntries"
     result.error_message = (
         f"the {listing.what} lists {listing.listed} entries, more than {listing.cap_setting}: the newest "
@@ -338,178 +290,6 @@ def _note_dropped(found: Discovery, result: FetchResult, listing: Listing) -> No
     )
     found.incomplete = True  # the validators are not kept: the next run reads the file again
 
-
-def detect_kind(text: str) -> str:
-    """Tell a sitemap, Atom, RSS or JSON feed (or an HTML page) apart by its start."""
-    head = text[:4096].lstrip("\ufeff \t\r\n")
-    if head.startswith(("{", "[")):
-        return "jsonfeed"
-    lower = head.lower()
-    if _SITEMAP_ROOT.search(lower):
-        return "sitemap"
-    if "<feed" in lower:
-        return "atom"
-    if "<rss" in lower or "<rdf:rdf" in lower or "<channel" in lower:
-        return "rss"
-    if lower.startswith("<!doctype html") or "<html" in lower:
-        return "html"
-    return "rss"  # let the feed parser decide, and say why it could not
-
-
-def check_xml_safe(text: str) -> None:
-    """Refuse XML that declares entities (billion laughs, external entities); raise FeedError."""
-    try:
-        ElementTree.fromstring(text, forbid_dtd=False, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
-        raise FeedError(
-            type(exc).__name__,
-            f"the document declares XML entities ({exc}); refused: entity expansion and external "
-            "entities are not parsed",
-        ) from None
-    except ElementTree.ParseError:
-        # Not well-formed: feedparser's lenient parser may still read it, and that parser expands
-        # the entities it finds in the prolog, so look there ourselves.
-        _refuse_prolog_entities(text)
-
-
-def _refuse_prolog_entities(text: str) -> None:
-    """Refuse a document whose prolog (where a DTD lives) declares entities; raise FeedError."""
-    match = _FIRST_ELEMENT.search(text)
-    if _ENTITY_DECL.search(text[: match.start()] if match else text):
-        raise FeedError(
-            "EntitiesForbidden",
-            "the document declares XML entities; refused: entity expansion is not parsed",
-        ) from None
-
-
-def bounded_xml(text: str, entry_names: frozenset[str], cap: int, max_depth: int) -> tuple[bytes, Bounded]:
-    """The document as UTF-8, cut to its `cap` newest entries; FeedError when nested too deep or unsafe.
-
-    Checked before any tree of the whole document is built: nesting (cheap streaming pass), then
-    entity declarations (on the whole document when it is used as it is, else on its prolog: the
-    cut document is re-serialised without its DTD).
-    """
-    data = text.encode("utf-8")
-    try:
-        scan = bound(data, entry_names, cap, max_depth)
-    except TooDeep as exc:
-        raise FeedError("TooDeep", f"{exc} (NEWSDEDUP_MAX_XML_DEPTH); refused before parsing") from None
-    except Uncuttable as exc:
-        raise FeedError("TooManyEntries", f"{exc}; refused: only a well-formed document is cut") from None
-    if scan.data is None:
-        check_xml_safe(text)
-        return data, scan
-    _refuse_prolog_entities(text)
-    return scan.data, scan
-
-
-def parse_feed(text: str, base_url: str, limits: ParseLimits = DEFAULT_LIMITS) -> Listing:
-    """Return the entries of an RSS or Atom feed (the newest within the cap), absolute and canonical, each once."""
-    data, scan = bounded_xml(text, FEED_ENTRIES, limits.max_feed_entries, limits.max_depth)
-    # A file object, never a str or bytes: feedparser opens those as a URL or a local file name.
-    parsed = feedparser.parse(
-        io.BytesIO(data),
-        response_headers={"content-location": base_url, "content-type": "application/xml; charset=utf-8"},
-        sanitize_html=False,
-        resolve_relative_uris=False,
-    )
-    if not parsed.entries and not parsed.version:
-        reason = parsed.get("bozo_exception") or "no RSS or Atom root element"
-        raise FeedError("FeedParseError", f"not an RSS or Atom feed: {reason}")
-    entries: dict[str, FeedEntry] = {}
-    for item in parsed.entries:
-        link = item.get("link") or next(
-            (lnk.get("href") for lnk in item.get("links", []) if lnk.get("href")), None
-        )
-        # dict.get skips feedparser's deprecated updated -> published key aliasing.
-        updated = _feed_time(dict.get(item, "updated_parsed"))
-        published = _feed_time(dict.get(item, "published_parsed")) or updated
-        _add_entry(entries, link, base_url, item.get("title"), published, updated)
-    return Listing(list(entries.values()), scan.entries, scan.entries - scan.kept)
-
-
-def parse_json_feed(text: str, base_url: str, cap: int = ParseLimits.max_feed_entries) -> Listing:
-    """Return the items of a JSON Feed (https://jsonfeed.org/version/1.1), the newest `cap`, each URL once."""
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise FeedError("FeedParseError", f"not valid JSON: {str(exc)[:200]}") from None
-    version = data.get("version") if isinstance(data, dict) else None
-    if not isinstance(version, str) or not version.startswith("https://jsonfeed.org/version/"):
-        raise FeedError("FeedParseError", "not a JSON Feed: no 'version' of https://jsonfeed.org/version/1.x")
-    items = data.get("items")
-    if not isinstance(items, list):
-        raise FeedError("FeedParseError", "JSON Feed without an 'items' list")
-    entries: dict[str, FeedEntry] = {}
-    items = [item for item in items if isinstance(item, dict)]
-    dropped = max(len(items) - cap, 0)
-    if dropped:
-        items = _newest(items, cap)
-    for item in items:
-        link = item.get("url") or item.get("external_url")
-        published = _json_time(item.get("date_published"))
-        updated = _json_time(item.get("date_modified"))
-        _add_entry(entries, link, base_url, item.get("title"), published or updated, updated)
-    return Listing(list(entries.values()), len(items) + dropped, dropped)
-
-
-def _newest(items: list[dict], cap: int) -> list[dict]:
-    """The `cap` newest JSON Feed items, in feed order; undated ones rank last, earlier before later."""
-    def key(index: int) -> tuple[float, int]:
-        item = items[index]
-        when = _json_time(item.get("date_published")) or _json_time(item.get("date_modified"))
-        return (when.timestamp() if when else float("-inf"), -index)
-
-    chosen = sorted(range(len(items)), key=key, reverse=True)[:cap]
-    return [items[i] for i in sorted(chosen)]
-
-
-def _add_entry(
-    entries: dict[str, FeedEntry],
-    link: Any,
-    base_url: str,
-    title: Any,
-    published: datetime | None,
-    updated: datetime | None,
-) -> None:
-    """Add an entry under its absolute canonical URL unless the link is unusable or already listed."""
-    if not isinstance(link, str) or not link.strip():
-        return
-    url = absolute_url(base_url, link.strip())
-    if not url or url in entries:
-        return
-    clean_title = one_line(" ".join(title.split()), 1000) if isinstance(title, str) else ""
-    entries[url] = FeedEntry(url, clean_title or None, published, updated)
-
-
-def absolute_url(base_url: str, link: str) -> str | None:
-    """The canonical absolute form of a link found in a document, or None when it is unusable."""
-    try:
-        return canonicalize(urljoin(base_url, link))
-    except ValueError:  # "http://[::1" and the like: a broken link, not a broken source
-        return None
-
-
-def _plausible(value: datetime | None) -> datetime | None:
-    """Drop dates before 1990 or more than a day in the future."""
-    if value is None or value < _EARLIEST or value > datetime.now(UTC) + _FUTURE_SLACK:
-        return None
-    return value
-
-
-def _feed_time(stamp: time.struct_time | None) -> datetime | None:
-    """Convert feedparser's UTC struct_time to an aware datetime; invalid dates become None."""
-    if not stamp:
-        return None
-    try:
-        return _plausible(datetime.fromtimestamp(calendar.timegm(stamp), UTC))
-    except (OverflowError, ValueError, OSError, TypeError):
-        return None
-
-
-def _json_time(value: Any) -> datetime | None:
-    """Parse an RFC 3339 date of a JSON Feed; anything else becomes None."""
-    return _plausible(parse_datetime(value)) if isinstance(value, str) and value.strip() else None
 
 
 # --------------------------------------------------------------------------- home pages and sitemaps
@@ -519,7 +299,7 @@ def _discover_home(
     found: Discovery, page: FetchResult, fetcher: Fetcher, known: dict[str, list[str | None]], limits: ParseLimits
 ) -> None:
     """Read the feeds a home page links to and the sitemaps its robots.txt names (on a 304: the last ones)."""
-    if page.outcome == "not_modified":
+    if page.outcome == Outcome.NOT_MODIFIED:
         links = [url for url, validators in known.items() if _is_linked(validators)]
     else:
         feeds = feed_links(page.text or "", page.final_url)[:MAX_HOME_FEEDS]
@@ -534,8 +314,8 @@ def _discover_home(
     for url in links:
         walk.fetch(url, linked=True)
     walk.run()
-    unchanged = [r for r in found.fetches if r.outcome == "not_modified"]
-    if page.outcome == "not_modified" and len(unchanged) == len(found.fetches):
+    unchanged = [r for r in found.fetches if r.outcome == Outcome.NOT_MODIFIED]
+    if page.outcome == Outcome.NOT_MODIFIED and len(unchanged) == len(found.fetches):
         found.not_modified = True
         found.children = dict(known)
     elif walk.read_files + len(unchanged) == 0:
@@ -628,11 +408,11 @@ class _Walk:
             host_delay=self.found.source.rate_limit,
         )
         self.found.fetches.append(child)
-        if child.outcome == "not_modified" or child.ok:
+        if child.outcome == Outcome.NOT_MODIFIED or child.ok:
             self.found.children[url] = [child.etag, child.last_modified, *([_LINKED] if linked else [])]
         if child.ok and child.text is not None:
             self.queue.append((child, kind))
-        elif child.outcome != "not_modified":
+        elif child.outcome != Outcome.NOT_MODIFIED:
             self.found.incomplete = True
 
     def run(self) -> None:
@@ -658,68 +438,14 @@ class _Walk:
         if kind != "sitemap":
             listing = parse_listing(kind, text, result.final_url, self.limits)
         else:
-            root, listing = _parse_sitemap(text, result.final_url, self.limits)
-            if _local(root.tag) == "sitemapindex":
+            listing, index = parse_sitemap(text, result.final_url, self.limits)
+            if index is not None:
                 self.read_files += 1
-                for node in _children(root, "sitemap"):
-                    url = absolute_url(result.final_url, _text(node, "loc") or "")
-                    if url:
-                        self.fetch(url, "sitemap")
+                for url in index:
+                    self.fetch(url, "sitemap")
                 return
         self.read_files += 1
         _note_dropped(self.found, result, listing)
         for entry in listing.entries:
             self.entries.setdefault(entry.url, entry)
 
-
-def _parse_sitemap(text: str, base_url: str, limits: ParseLimits) -> tuple[ElementTree.Element, Listing]:
-    """Parse a sitemap or sitemap index safely (the newest URLs within the cap); FeedError for anything else."""
-    data, scan = bounded_xml(text, SITEMAP_ENTRIES, limits.max_sitemap_urls, limits.max_depth)
-    try:
-        root = ElementTree.fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
-        raise FeedError(
-            type(exc).__name__,
-            f"the sitemap declares XML entities ({exc}); refused: entity expansion and external "
-            "entities are not parsed",
-        ) from None
-    except ElementTree.ParseError as exc:
-        raise FeedError("SitemapParseError", f"the sitemap is not well-formed XML: {exc}") from None
-    # Elements are matched by local name: sitemaps without xmlns, or with the https:// variant, are common.
-    if _local(root.tag) not in ("urlset", "sitemapindex"):
-        raise FeedError("SitemapParseError", f"not a sitemap: root element is <{root.tag}>")
-    entries: dict[str, FeedEntry] = {}
-    for node in _children(root, "url"):
-        published = _text(node, "news", "publication_date")
-        lastmod = _text(node, "lastmod")
-        updated = _plausible(parse_datetime(lastmod)) if lastmod else None
-        _add_entry(
-            entries,
-            _text(node, "loc"),
-            base_url,
-            _text(node, "news", "title"),
-            (_plausible(parse_datetime(published)) if published else None) or updated,
-            updated,
-        )
-    dropped = scan.entries - scan.kept
-    return root, Listing(list(entries.values()), scan.entries, dropped, "sitemap", "NEWSDEDUP_MAX_SITEMAP_URLS")
-
-
-def _local(tag: object) -> str:
-    """An element's name without its namespace ('{http://...}url' -> 'url')."""
-    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
-
-
-def _children(node: ElementTree.Element, name: str) -> Iterator[ElementTree.Element]:
-    """The direct children of node with this local name, whatever their namespace."""
-    return (child for child in node if _local(child.tag) == name)
-
-
-def _text(node: ElementTree.Element, *path: str) -> str | None:
-    """The stripped text of the first descendant along path (local names), or None."""
-    for name in path:
-        node = next(_children(node, name), None)
-        if node is None:
-            return None
-    text = (node.text or "").strip()
-    return text or None

@@ -15,26 +15,33 @@ import psycopg2
 import psycopg2.extras
 from psycopg2.extensions import connection as Connection
 
-from newsdedup import settings
+from newsdedup import run_counters, settings
+from newsdedup.article import ArticleFields
 from newsdedup.config import ConfigError, redact
+from newsdedup.outcomes import SUCCEEDED
 from newsdedup.robots import StoredRobots
 from newsdedup.sources import Source
 from newsdedup.urls import url_variants
 
 if TYPE_CHECKING:
-    from newsdedup.dedup import Fingerprint
+    from newsdedup.dedup_records import Fingerprint
 
 SQL_DIR = Path(os.environ.get("NEWSDEDUP_SQL_DIR") or settings.DEFAULTS.sql_dir)
 MIGRATION_LOCK = 4_172_001  # pg_advisory_xact_lock key: one migrator at a time
 
 
+def open_connection(db_url: str) -> Connection:
+    """Open a connection (the caller closes it); a refused one is a ConfigError naming the database."""
+    try:
+        return psycopg2.connect(db_url, connect_timeout=10, application_name="newsdedup")
+    except psycopg2.OperationalError as exc:
+        raise ConfigError(redact(f"cannot connect to the article database ({db_url}): {exc}")) from exc
+
+
 @contextmanager
 def connect(db_url: str) -> Iterator[Connection]:
     """Open a connection; commit on success, roll back on error, always close."""
-    try:
-        conn = psycopg2.connect(db_url, connect_timeout=10, application_name="newsdedup")
-    except psycopg2.OperationalError as exc:
-        raise ConfigError(redact(f"cannot connect to the article database ({db_url}): {exc}")) from exc
+    conn = open_connection(db_url)
     try:
         with conn:
             yield conn
@@ -280,32 +287,14 @@ def start_run(conn: Connection, run_key: str, trigger: str, sources_total: int) 
         return cur.fetchone()[0]
 
 
-RUN_COUNTERS = (
-    "sources_failed",
-    "feeds_not_modified",
-    "urls_discovered",
-    "urls_skipped_known",
-    "pages_fetched",
-    "pages_failed",
-    "extract_failed",
-    "articles_new",
-    "articles_updated",
-    "articles_unchanged",
-    "stories_created",
-    "duplicates_found",
-    "segments_removed",
-)
-
-
 def finish_run(conn: Connection, run_id: int, counts: dict[str, int], status: str) -> dict:
     """Write a run's final counts and status; return the row as a dict."""
-    values = [int(counts.get(name, 0)) for name in RUN_COUNTERS]
-    assignments = ", ".join(f"{name} = %s" for name in RUN_COUNTERS)  # fixed column names, no user input
+    values = {name: int(counts.get(name, 0)) for name in run_counters.RUN}
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(
-            f"UPDATE pipeline_runs SET {assignments}, status = %s, finished_at = now() "  # noqa: S608
-            "WHERE run_id = %s RETURNING *",
-            (*values, status, run_id),
+            f"UPDATE pipeline_runs SET {run_counters.SET_RUN_COUNTS}, status = %(status)s, "  # noqa: S608
+            "finished_at = now() WHERE run_id = %(run_id)s RETURNING *",
+            values | {"status": status, "run_id": run_id},
         )
         return dict(cur.fetchone())
 
@@ -458,63 +447,6 @@ def _article_times(
     return known
 
 
-def given_up_urls(conn: Connection, urls: Sequence[str]) -> dict[str, datetime]:
-    """Return which of these URLs are given up and not due for a retry, with their last failure time."""
-    if not urls:
-        return {}
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT url, last_failed_at FROM page_failures WHERE url = ANY(%s) "
-            "AND given_up_at IS NOT NULL AND (retry_at IS NULL OR retry_at > now())",
-            (list(urls),),
-        )
-        return dict(cur.fetchall())
-
-
-# Run after a run's pages are processed; each statement can run again for the same run without effect.
-_SETTLE_FAILURES = (
-    # A page that yielded an article this run ends its streak (a given-up one is thereby recovered).
-    "DELETE FROM page_failures WHERE url IN (SELECT p.url FROM raw_pages p WHERE p.run_id = %(run)s "
-    "AND p.processed_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM crawl_log c WHERE c.run_id = %(run)s "
-    "AND c.request_kind = 'extract' AND c.url = p.url))",
-    # One more failed run per URL (once per run, however often this runs).
-    "INSERT INTO page_failures AS f (url, source_id, last_run_id, error_class, error_message) "
-    "SELECT DISTINCT ON (url) url, source_id, run_id, error_class, error_message FROM crawl_log "
-    "WHERE run_id = %(run)s AND request_kind = 'extract' ORDER BY url, crawl_id DESC "
-    "ON CONFLICT (url) DO UPDATE SET failures = f.failures + 1, last_failed_at = now(), "
-    "source_id = EXCLUDED.source_id, last_run_id = EXCLUDED.last_run_id, error_class = EXCLUDED.error_class, "
-    "error_message = EXCLUDED.error_message WHERE f.last_run_id IS DISTINCT FROM EXCLUDED.last_run_id",
-    # Give up (again, for a retry that failed): given_up_at keeps the first time.
-    "UPDATE page_failures SET given_up_at = COALESCE(given_up_at, now()), "
-    "retry_at = CASE WHEN %(days)s > 0 THEN now() + make_interval(days => %(days)s) END "
-    "WHERE last_run_id = %(run)s AND failures >= %(after)s AND (given_up_at IS NULL OR retry_at <= now())",
-)
-_MARK_GIVEN_UP = (
-    "UPDATE crawl_log c SET outcome = 'given_up', error_message = left(coalesce(c.error_message, '') || "
-    "'; given up after ' || f.failures || ' runs without text', 2000) FROM page_failures f "
-    "WHERE c.run_id = %(run)s AND c.request_kind = 'extract' AND c.outcome = 'extract_failed' "
-    "AND f.url = c.url AND f.last_run_id = %(run)s AND f.given_up_at IS NOT NULL"
-)
-
-
-def settle_page_failures(conn: Connection, run_id: int, give_up_after: int, retry_days: int) -> int:
-    """Update the failure streaks with a processed run; its failures of given-up URLs become `given_up`.
-
-    Return how many of the run's extraction failures were of given-up URLs: they are not counted as
-    failures of the run.
-    """
-    params = {"run": run_id, "after": give_up_after, "days": retry_days}
-    with conn.cursor() as cur:
-        for statement in _SETTLE_FAILURES:
-            cur.execute(statement, params)
-        cur.execute(_MARK_GIVEN_UP, params)
-        given_up = cur.rowcount
-        cur.execute(
-            "UPDATE pipeline_runs SET extract_failed = extract_failed - %s WHERE run_id = %s", (given_up, run_id)
-        )
-    return given_up
-
-
 def pending_raw_pages(conn: Connection, run_id: int, limit: int) -> list[dict]:
     """Return a batch of unprocessed pages of a run, oldest first, locked for this worker."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
@@ -529,29 +461,42 @@ def pending_raw_pages(conn: Connection, run_id: int, limit: int) -> list[dict]:
         return [dict(row) for row in cur.fetchall()]
 
 
+# The claim: row locks on the next unprocessed pages, taken with SKIP LOCKED inside the limit so that each
+# claimer gets the next pages nobody holds. The locks last as long as the claimer's transaction: its commit
+# (the pages then processed) or the end of its connection (a crashed task) hands unprocessed pages back.
+# "+ 0" keeps the planner on the partial index of unprocessed pages instead of walking the primary key
+# through every earlier run's pages.
+_CLAIM_PAGES = (
+    "WITH claimed AS (SELECT raw_page_id FROM raw_pages "
+    "WHERE run_id = %s AND processed_at IS NULL AND raw_page_id > %s ORDER BY raw_page_id + 0 LIMIT %s "
+    "FOR UPDATE SKIP LOCKED) "
+    "SELECT p.raw_page_id, p.source_id, p.url, p.final_url, p.html, p.feed_title, p.feed_published, "
+    "p.fetched_at, s.language AS source_language "
+    "FROM raw_pages p JOIN claimed USING (raw_page_id) LEFT JOIN sources s USING (source_id) "
+    "ORDER BY p.raw_page_id"
+)
+
+
+def claim_pages(conn: Connection, run_id: int, after: int, limit: int) -> list[dict]:
+    """Claim the next unprocessed pages of a run after a page id for this transaction, oldest first."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(_CLAIM_PAGES, (run_id, after, limit))
+        return [dict(row) for row in cur.fetchall()]
+
+
 def mark_processed(conn: Connection, raw_page_ids: Sequence[int]) -> None:
     """Mark pages as processed."""
     with conn.cursor() as cur:
         cur.execute("UPDATE raw_pages SET processed_at = now() WHERE raw_page_id = ANY(%s)", (list(raw_page_ids),))
 
 
-@dataclass
-class ArticleRow:
-    """A clean article ready to be stored."""
+@dataclass(kw_only=True)
+class ArticleRow(ArticleFields):
+    """A clean article ready to be stored: its own fields, and where, when and how it was fetched and cleaned."""
 
     source_id: int | None
-    url: str
-    canonical_url: str
-    title: str
-    text: str
-    author: str | None  # people, "; "-separated
-    published_at: datetime | None
-    language: str | None
     fetched_at: datetime
     removed: list[dict] = field(default_factory=list)
-    raw_title: str | None = None  # the page's <title> as it is
-    modified_at: datetime | None = None
-    date_issue: str | None = None  # "future" or "before_1990": a declared date that was not used
     fingerprint: Fingerprint | None = field(default=None, repr=False)  # made by the extraction worker
 
     @property
@@ -668,8 +613,9 @@ def stats(conn: Connection) -> dict:
             " (SELECT count(DISTINCT language) FROM articles) AS languages,"
             " (SELECT count(*) FROM story_clusters) AS stories,"
             " (SELECT count(*) FROM crawl_log) AS crawl_attempts,"
-            " (SELECT count(*) FROM crawl_log WHERE outcome NOT IN ('ok', 'not_modified')) AS crawl_failures,"
+            " (SELECT count(*) FROM crawl_log WHERE outcome <> ALL(%s)) AS crawl_failures,"
             " (SELECT count(*) FROM pipeline_runs) AS runs,"
-            " (SELECT max(finished_at) FROM pipeline_runs) AS last_run_finished_at"
+            " (SELECT max(finished_at) FROM pipeline_runs) AS last_run_finished_at",
+            (SUCCEEDED,),
         )
         return dict(cur.fetchone())

@@ -23,3 +23,8 @@ def one_line(text: object, limit: int | None = None) -> str:
     """`text` as one printable line: control characters escaped (`\\r`, `\\n`, `\\x1b`), cut to `limit` characters."""
     safe = _UNSAFE.sub(_escape, str(text))
     return safe if limit is None or len(safe) <= limit else safe[: max(limit - 1, 0)] + "…"
+
+
+def plain_line(text: str) -> str:
+    """`text` as one line to store (a title, a byline): control characters and breaks become single spaces."""
+    return " ".join(_UNSAFE.sub(" ", text).split())

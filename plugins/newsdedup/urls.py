@@ -1,4 +1,4 @@
-"""URL canonicalisation with courlan: tracking parameters, fragments, default ports, case, `www.`."""
+"""URLs: canonical forms with courlan (tracking parameters, fragments, default ports, case), hosts, origins."""
 
 from __future__ import annotations
 
@@ -61,6 +61,36 @@ def url_variants(url: str) -> list[str]:
             if candidate not in variants:
                 variants.append(candidate)
     return variants
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def host_key(url: str) -> str:
+    """The lower-cased host name of url ('' without one): the unit of per-host politeness."""
+    return (urlsplit(url).hostname or "").lower()
+
+
+def endpoint(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of url, lower-cased, the port defaulted from the scheme; ValueError on a bad port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, host_key(url), parts.port or DEFAULT_PORTS.get(scheme, 80)
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of url, without a default port: what one robots.txt governs (RFC 9309)."""
+    scheme, host, port = endpoint(url)
+    return f"{scheme}://{_netloc(host, None if port == DEFAULT_PORTS.get(scheme, 80) else port)}"
+
+
+def site(url: str) -> str:
+    """host:port of url without a leading `www.`: one site (two ports of one host are two sites)."""
+    try:
+        _scheme, host, port = endpoint(url)
+    except ValueError:
+        host, port = host_key(url), 0
+    return f"{host.removeprefix('www.')}:{port}"
 
 
 def _ascii(host: str) -> str:
