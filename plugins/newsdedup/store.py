@@ -561,7 +561,9 @@ def upsert_articles(conn: Connection, articles: Sequence[ArticleRow]) -> Upserte
         (done.new if inserted else done.changed)[url] = article_id
     done.counts["articles_new"] = len(done.new)
     done.counts["articles_updated"] = len(done.changed)
-    done.counts["articles_unchanged"] = len(rows) - len(returned)
+    # A page of this batch that another page with its canonical URL replaced counts as unchanged, as it does
+    # when the two land in different batches: the count must not depend on where the batches split.
+    done.counts["articles_unchanged"] = len(articles) - len(returned)
     return done
 
 
