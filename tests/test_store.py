@@ -1,5 +1,6 @@
 """Storage against a real PostgreSQL: migrations, sources, runs, articles, crawl log."""
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -107,6 +108,13 @@ def test_raw_pages_round_trip(db_url: str) -> None:
         assert pending["html"] == "<p>x</p>" and pending["source_language"] == "tr"
         store.mark_processed(conn, [pending["raw_page_id"]])
         assert store.pending_raw_pages(conn, run_id, 10) == []
+        # Fetched again in the same run (a sitemap beside the feed): the same HTML is not processed twice...
+        store.save_raw_pages(conn, run_id, [page])
+        assert store.pending_raw_pages(conn, run_id, 10) == []
+        # ...a changed page is.
+        store.save_raw_pages(conn, run_id, [dataclasses.replace(page, html="<p>y</p>")])
+        (again,) = store.pending_raw_pages(conn, run_id, 10)
+        assert again["raw_page_id"] == pending["raw_page_id"] and again["html"] == "<p>y</p>"
 
 
 def test_unreachable_database_is_a_clear_error() -> None:

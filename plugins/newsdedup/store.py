@@ -360,7 +360,11 @@ class RawPage:
 
 
 def save_raw_pages(conn: Connection, run_id: int, pages: Iterable[RawPage]) -> int:
-    """Store fetched pages for the processing step; a retried task overwrites its own rows."""
+    """Store fetched pages for the processing step; a page fetched again this run is staged again if it changed.
+
+    Another source of the run (a sitemap beside a feed) or a retried task may fetch a page that
+    concurrent processing has already stored: the same HTML is not processed twice.
+    """
     unique = {p.url: p for p in pages}  # ON CONFLICT cannot touch one row twice in a statement
     rows = [
         (
@@ -384,7 +388,8 @@ def save_raw_pages(conn: Connection, run_id: int, pages: Iterable[RawPage]) -> i
                 "INSERT INTO raw_pages (run_id, source_id, url, final_url, http_status, content_type, "
                 "encoding, html, feed_title, feed_published) VALUES %s "
                 "ON CONFLICT (run_id, url) DO UPDATE SET html = EXCLUDED.html, "
-                "final_url = EXCLUDED.final_url, fetched_at = now(), processed_at = NULL",
+                "final_url = EXCLUDED.final_url, fetched_at = now(), processed_at = NULL "
+                "WHERE raw_pages.html IS DISTINCT FROM EXCLUDED.html",
                 rows,
             )
     return len(rows)
