@@ -38,6 +38,13 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of one statement on its own connection (none for a statement that returns none)."""
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params or None)
+        return cur.fetchall() if cur.description else []
+
+
 def make_due(db_url: str) -> None:
     """Make every source due now, as its poll interval passing would: the next run reads them all again."""
     with psycopg2.connect(db_url) as conn, conn.cursor() as cur:

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg2
 import pytest
 from newsdedup import pipeline, settings
 from newsdedup.config import ConfigError, Settings
 from newsdedup.fetch import Fetcher, FetchPolicy
 
+from tests.conftest import query
 from tests.httpfixtures import LocalHTTPServer, RequestHandler, hang, http_server_fixture, static  # noqa: F401
 
 BUDGET, TIMEOUT, PAGE_SECONDS, LINKS = 5, 4, 3.0, 20
@@ -141,12 +141,6 @@ def run_settings(db_url: str, outlets: Outlets, tmp_path: Path, monkeypatch: pyt
         f"  - {{name: hizli-haber, url: '{outlets.fast.url('/feed.xml')}', kind: rss, language: tr}}\n"
     )
     return Settings(db_url=db_url, sources_path=sources)
-
-
-def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
 
 
 def stored(db_url: str, source: str) -> int:

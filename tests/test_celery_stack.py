@@ -18,11 +18,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from demo import site as demo_site
-from tests.conftest import REPO
+from tests.conftest import REPO, query
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -35,12 +34,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
 
 
 def alive(pid: int) -> bool:

@@ -155,17 +155,20 @@ def test_unknown_source_field_is_a_clear_error(tmp_path: Path) -> None:
     assert "source #1 ('a')" in done.stderr and "colour" in done.stderr
 
 
+def demo_env(db_url: str, sources: Path) -> dict[str, str]:
+    """The environment of a CLI run over the demo site's sources on 127.0.0.1."""
+    return {
+        "NEWSDEDUP_DB_URL": db_url,
+        "NEWSDEDUP_SOURCES": str(sources),
+        "NEWSDEDUP_ALLOW_NETWORKS": "127.0.0.0/8",
+        "NEWSDEDUP_MIN_HOST_DELAY": "0",
+    }
+
+
 @pytest.mark.integration
 def test_migrate_ingest_report(db_url: str, tmp_path: Path) -> None:
     with demo_site.start() as site:
-        sources = tmp_path / "sources.yaml"
-        demo_site.write_sources(site, sources)
-        env = {
-            "NEWSDEDUP_DB_URL": db_url,
-            "NEWSDEDUP_SOURCES": str(sources),
-            "NEWSDEDUP_ALLOW_NETWORKS": "127.0.0.0/8",
-            "NEWSDEDUP_MIN_HOST_DELAY": "0",
-        }
+        env = demo_env(db_url, demo_site.write_sources(site, tmp_path / "sources.yaml"))
         assert cli("db", "migrate", env=env).stdout.startswith("applied 0 migration(s)")
         done = cli("ingest", env=env)
         assert done.returncode == 0, done.stderr
@@ -229,14 +232,7 @@ def test_db_status_of_a_migrated_database(db_url: str) -> None:
 @pytest.mark.integration
 def test_maintain_prunes_what_the_maintenance_dag_prunes(db_url: str, tmp_path: Path) -> None:
     with demo_site.start() as site:
-        sources = tmp_path / "sources.yaml"
-        demo_site.write_sources(site, sources)
-        env = {
-            "NEWSDEDUP_DB_URL": db_url,
-            "NEWSDEDUP_SOURCES": str(sources),
-            "NEWSDEDUP_ALLOW_NETWORKS": "127.0.0.0/8",
-            "NEWSDEDUP_MIN_HOST_DELAY": "0",
-        }
+        env = demo_env(db_url, demo_site.write_sources(site, tmp_path / "sources.yaml"))
         assert cli("ingest", env=env).returncode == 0
     with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM raw_pages")

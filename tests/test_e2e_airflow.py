@@ -11,16 +11,10 @@ import pytest
 import yaml
 
 from demo import site as demo_site
-from tests.conftest import REPO, _create_database, _drop_database
+from tests.conftest import REPO, _create_database, _drop_database, query
 
 pytestmark = pytest.mark.e2e
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-
-
-def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
 
 
 @pytest.fixture(scope="module")

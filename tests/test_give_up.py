@@ -17,8 +17,9 @@ from newsdedup import pipeline
 from newsdedup.config import ConfigError, Settings
 from newsdedup.process import ProcessSettings
 
-from tests.conftest import make_due
+from tests.conftest import query
 from tests.httpfixtures import LocalHTTPServer, RequestHandler
+from tests.newssite import article_page, hourly, one_feed_settings, rss_feed
 
 pytestmark = pytest.mark.integration
 
@@ -67,12 +68,6 @@ APP_SHELL = (
 )
 
 
-def page(title: str, paragraphs: list[str]) -> str:
-    body = "".join(f"<p>{p}</p>" for p in paragraphs)
-    head = f"<!DOCTYPE html><html lang='en'><head><title>{title}</title></head>"
-    return f"{head}<body><article><h1>{title}</h1>{body}</article></body></html>"
-
-
 @dataclass
 class Site:
     """A news site whose feed announces a good article and a page that is an empty app shell."""
@@ -88,16 +83,7 @@ class Site:
         return f'"{hashlib.sha256(self.feed().encode()).hexdigest()[:16]}"'
 
     def feed(self) -> str:
-        items = "".join(
-            f"<item><title>{ARTICLES[p][0]}</title><link>{self.server.url(p)}</link><pubDate>{PUBLISHED}</pubDate>"
-            + (f"<atom:updated>{self.updated[p]}</atom:updated>" if p in self.updated else "")
-            + "</item>"
-            for p in self.feed_paths
-        )
-        return (
-            "<?xml version='1.0'?><rss version='2.0' xmlns:atom='http://www.w3.org/2005/Atom'><channel>"
-            f"<title>Gazette</title>{items}</channel></rss>"
-        )
+        return rss_feed(self.server, "Gazette", ARTICLES, self.feed_paths, PUBLISHED, self.updated)
 
     def serve_feed(self, h: RequestHandler) -> None:
         if not self.validators:
@@ -108,7 +94,7 @@ class Site:
             h.reply(200, self.feed(), headers={"ETag": self.etag}, content_type="application/rss+xml; charset=utf-8")
 
     def serve_bad(self, h: RequestHandler) -> None:
-        h.reply(200, page(*ARTICLES[BAD]) if self.bad_fixed else APP_SHELL)
+        h.reply(200, article_page(*ARTICLES[BAD], "en") if self.bad_fixed else APP_SHELL)
 
 
 @pytest.fixture
@@ -119,31 +105,14 @@ def site() -> Iterator[Site]:
     server.route("/feed.xml", site.serve_feed)
     server.route(BAD, site.serve_bad)
     for path in (GOOD, LATER):
-        server.route(path, lambda h, p=path: h.reply(200, page(*ARTICLES[p])))
+        server.route(path, lambda h, p=path: h.reply(200, article_page(*ARTICLES[p], "en")))
     yield site
     server.stop()
 
 
 @pytest.fixture
 def settings(db_url: str, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("NEWSDEDUP_ALLOW_NETWORKS", "127.0.0.0/8")
-    monkeypatch.setenv("NEWSDEDUP_MIN_HOST_DELAY", "0")
-    monkeypatch.setenv("NEWSDEDUP_WORKERS", "1")
-    sources = tmp_path / "sources.yaml"
-    sources.write_text(f"sources:\n  - {{name: gazette, url: '{site.server.url('/feed.xml')}', kind: rss}}\n")
-    return Settings(db_url=db_url, sources_path=sources)
-
-
-def hourly(settings: Settings, run_key: str) -> dict:
-    """`newsdedup ingest` an hour after the last run: every source is due again (adaptive polling)."""
-    make_due(settings.db_url)
-    return pipeline.run_once(settings, run_key=run_key)
-
-
-def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
+    return one_feed_settings(db_url, tmp_path, monkeypatch, "gazette", site.server.url("/feed.xml"))
 
 
 def articles(db_url: str) -> list[tuple]:

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg2
 import pytest
-from newsdedup import pipeline
 from newsdedup.config import Settings
 
-from tests.conftest import make_due
+from tests.conftest import query
 from tests.httpfixtures import LocalHTTPServer, RequestHandler
+from tests.newssite import article_page, hourly, one_feed_settings, rss_feed
 
 pytestmark = pytest.mark.integration
 
@@ -54,12 +53,6 @@ ARTICLES = {
 }
 
 
-def page(title: str, paragraphs: list[str]) -> str:
-    body = "".join(f"<p>{p}</p>" for p in paragraphs)
-    head = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-    return f"{head}<body><article><h1>{title}</h1>{body}</article></body></html>"
-
-
 @dataclass
 class Site:
     """A site whose feed (read in full every run: no validators) announces its articles, some later removed."""
@@ -70,20 +63,11 @@ class Site:
     updated: dict[str, str] = field(default_factory=dict)  # path -> the entry's atom:updated
 
     def feed(self) -> str:
-        items = "".join(
-            f"<item><title>{ARTICLES[p][0]}</title><link>{self.server.url(p)}</link><pubDate>{PUBLISHED}</pubDate>"
-            + (f"<atom:updated>{self.updated[p]}</atom:updated>" if p in self.updated else "")
-            + "</item>"
-            for p in self.feed_paths
-        )
-        return (
-            "<?xml version='1.0'?><rss version='2.0' xmlns:atom='http://www.w3.org/2005/Atom'><channel>"
-            f"<title>Courier</title>{items}</channel></rss>"
-        )
+        return rss_feed(self.server, "Courier", ARTICLES, self.feed_paths, PUBLISHED, self.updated)
 
     def serve(self, h: RequestHandler, path: str) -> None:
         status = self.status.get(path, 200)
-        h.reply(status, page(*ARTICLES[path]) if status == 200 else "<h1>Not here</h1>")
+        h.reply(status, article_page(*ARTICLES[path]) if status == 200 else "<h1>Not here</h1>")
 
 
 @pytest.fixture
@@ -99,24 +83,7 @@ def site() -> Iterator[Site]:
 
 @pytest.fixture
 def settings(db_url: str, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("NEWSDEDUP_ALLOW_NETWORKS", "127.0.0.0/8")
-    monkeypatch.setenv("NEWSDEDUP_MIN_HOST_DELAY", "0")
-    monkeypatch.setenv("NEWSDEDUP_WORKERS", "1")
-    sources = tmp_path / "sources.yaml"
-    sources.write_text(f"sources:\n  - {{name: courier, url: '{site.server.url('/feed.xml')}', kind: rss}}\n")
-    return Settings(db_url=db_url, sources_path=sources)
-
-
-def hourly(settings: Settings, run_key: str) -> dict:
-    """`newsdedup ingest` an hour after the last run: every source is due again (adaptive polling)."""
-    make_due(settings.db_url)
-    return pipeline.run_once(settings, run_key=run_key)
-
-
-def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
+    return one_feed_settings(db_url, tmp_path, monkeypatch, "courier", site.server.url("/feed.xml"))
 
 
 def gone(db_url: str, url: str) -> tuple:

@@ -12,16 +12,10 @@ from newsdedup import airflow_helpers, dashboard_queries, pipeline, quality_chec
 from newsdedup.config import Settings
 
 from demo import site as demo_site
-from tests.conftest import REPO, _create_database, _drop_database, make_due
+from tests.conftest import REPO, _create_database, _drop_database, make_due, query
 
 pytestmark = pytest.mark.integration
 BROKEN = "broken-feed"
-
-
-def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(sql, params or None)
-        return cur.fetchall() if cur.description else []
 
 
 def dag_like_run(settings: Settings, run_key: str) -> tuple[dict, list[dict]]:

@@ -7,7 +7,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 from newsdedup import pipeline, process, store
 from newsdedup.config import Settings
@@ -15,6 +14,7 @@ from newsdedup.process import ProcessSettings
 from newsdedup.sources import Source
 
 from demo import site as demo_site
+from tests.conftest import query
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +33,6 @@ def settings(db_url: str, demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     sources = tmp_path / "sources.yaml"
     demo_site.write_sources(demo, sources)
     return Settings(db_url=db_url, sources_path=sources)
-
-
-def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
 
 
 def test_run_once_stores_every_article(settings: Settings, demo) -> None:

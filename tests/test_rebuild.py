@@ -21,7 +21,7 @@ from newsdedup.minhash import DedupParams
 from newsdedup.rebuild import params_from_json, rebuild
 from newsdedup.sources import Source
 
-from tests.conftest import REPO
+from tests.conftest import REPO, query
 
 NEW_PARAMS_JSON = '{"seed": 7, "num_perm": 96, "bands": 48}'
 NEW = params_from_json(NEW_PARAMS_JSON)
@@ -142,13 +142,6 @@ def fresh(db_url: str, items: list[Item], params: DedupParams) -> None:
         ]
         for start in range(0, len(docs), 25):
             assign_clusters(conn, docs[start : start + 25], params)
-
-
-def query(db_url: str, sql: str, args: tuple = ()) -> list[tuple]:
-    """Rows of one query."""
-    with store.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall()
 
 
 def clustering(db_url: str) -> dict[str, tuple[frozenset[str], str, str]]:

@@ -30,7 +30,7 @@ from newsdedup.sources import Source
 
 from bench.load import Site
 from demo import site as demo_site
-from tests.conftest import REPO, _create_database, _drop_database, make_due
+from tests.conftest import REPO, _create_database, _drop_database, make_due, query
 from tests.httpfixtures import LocalHTTPServer, RequestHandler
 
 pytestmark = pytest.mark.integration
@@ -41,12 +41,6 @@ def _local_crawl(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSDEDUP_ALLOW_NETWORKS", "127.0.0.0/8")
     monkeypatch.setenv("NEWSDEDUP_MIN_HOST_DELAY", "0")
     monkeypatch.setenv("NEWSDEDUP_WORKERS", "1")  # the pool is exercised where it matters, below
-
-
-def query(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
 
 
 def scalar(db_url: str, sql: str, params: tuple = ()) -> object:

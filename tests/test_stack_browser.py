@@ -23,10 +23,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, query
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -78,12 +77,6 @@ def api(base: str, path: str, token: str | None = None, body: dict | None = None
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, {}
-
-
-def query(db_url: str, sql: str) -> list[tuple]:
-    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(sql)
-        return cur.fetchall()
 
 
 @pytest.fixture(scope="module")
