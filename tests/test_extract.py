@@ -47,6 +47,14 @@ def test_canonical_to_another_host_is_ignored() -> None:
     assert article.canonical_url == "https://mirror.example.org/copy.html"
 
 
+def test_broken_canonical_link_is_ignored() -> None:
+    html = (PAGES / "wire_story.html").read_text(encoding="utf-8")
+    url = "https://ledger.example.com/2026/03/harbour-bridge-reopens.html"
+    html = html.replace('href="https://ledger.example.com/', 'href="https://[ledger.example.com/')
+    assert 'href="https://[ledger' in html  # found by the fuzzer: urljoin raises on an unclosed bracket
+    assert extract(html, url).canonical_url == url
+
+
 def test_minimal_page_falls_back_and_detects_turkish() -> None:
     html = (PAGES / "haber_minimal.html").read_text(encoding="utf-8")
     article = extract(html, "https://kiyi.example.com/vapur.html")

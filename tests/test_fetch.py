@@ -229,10 +229,12 @@ def test_redirect_to_refused_address(http_server: LocalHTTPServer) -> None:
     assert "127.0.0.2" in (result.error_message or "")
 
 
-def test_redirect_to_other_scheme_is_an_error(http_server: LocalHTTPServer) -> None:
-    http_server.route("/go", redirect("file:///etc/passwd"))
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "http://[broken.example/x"])
+def test_redirect_to_other_scheme_or_a_broken_url_is_an_error(http_server: LocalHTTPServer, location: str) -> None:
+    http_server.route("/go", redirect(location))
     result = fetch(http_server, "/go")
     assert result.outcome == "redirect_error" and result.error_class == "InvalidRedirect"
+    assert repr(location) in (result.error_message or "")
 
 
 def test_redirect_without_location(http_server: LocalHTTPServer) -> None:

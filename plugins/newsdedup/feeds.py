@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urljoin
 
 import feedparser
 from defusedxml import ElementTree
@@ -38,7 +37,7 @@ from newsdedup.feedscan import (
 )
 from newsdedup.textsafe import one_line
 from newsdedup.timeparse import parse_datetime
-from newsdedup.urls import canonicalize
+from newsdedup.urls import absolute_url
 
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.IGNORECASE)
 _FIRST_ELEMENT = re.compile(r"<[A-Za-z_]")
@@ -263,14 +262,6 @@ def _add_entry(
         return
     clean_title = one_line(" ".join(title.split()), 1000) if isinstance(title, str) else ""
     entries[url] = FeedEntry(url, clean_title or None, published, updated)
-
-
-def absolute_url(base_url: str, link: str) -> str | None:
-    """The canonical absolute form of a link found in a document, or None when it is unusable."""
-    try:
-        return canonicalize(urljoin(base_url, link))
-    except ValueError:  # "http://[::1" and the like: a broken link, not a broken source
-        return None
 
 
 def _plausible(value: datetime | None) -> datetime | None:

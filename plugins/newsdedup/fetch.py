@@ -319,7 +319,10 @@ class Fetcher:
             if isinstance(outcome, FetchResult):
                 return outcome
             location = outcome
-            next_url = urljoin(current, location)
+            try:
+                next_url = urljoin(current, location)
+            except ValueError as exc:  # "http://[broken": urljoin refuses it before any check can
+                return _redirect_error(original, current, "InvalidRedirect", f"{exc}: {location!r}")
             problem = invalid_url_reason(next_url)
             if problem is not None:
                 return _redirect_error(original, current, "InvalidRedirect", f"{problem}: {location!r}")

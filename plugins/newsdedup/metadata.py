@@ -9,7 +9,6 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urljoin
 
 from htmldate import find_date
 from lxml.html import HtmlElement
@@ -19,7 +18,7 @@ from trafilatura.settings import Document, set_date_params
 from trafilatura.xpaths import AUTHOR_XPATHS
 
 from newsdedup.timeparse import parse_datetime
-from newsdedup.urls import canonicalize, host_key, site
+from newsdedup.urls import absolute_url, canonicalize, host_key, site
 
 log = logging.getLogger(__name__)
 
@@ -472,7 +471,7 @@ def _canonical(page: PageMeta, url: str) -> str:
     for href in page.canonical_links():
         if href == url:  # the page names itself (most do): nothing to resolve or compare
             break
-        candidate = canonicalize(urljoin(url, href))
+        candidate = absolute_url(url, href)
         # A canonical link to another host is ignored: a page must not claim another site's URL.
         if candidate and site(candidate) == site(url):
             return candidate

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from newsdedup.config import ConfigError
-from newsdedup.feeds import FeedEntry, FeedError, Listing, absolute_url, detect_kind, parse_listing, parse_sitemap
+from newsdedup.feeds import FeedEntry, FeedError, Listing, detect_kind, parse_listing, parse_sitemap
 from newsdedup.feedscan import ParseLimits
 from newsdedup.outcomes import FetchResult, Outcome
-from newsdedup.urls import canonicalize
+from newsdedup.urls import absolute_url, canonicalize
 
 if TYPE_CHECKING:
     from newsdedup.fetch import Fetcher

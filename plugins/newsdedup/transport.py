@@ -267,15 +267,24 @@ class Transport:
             return _timeout_result(original, url, progress)
         watchdog = Watchdog(remaining)
         resp: requests.Response | None = None
+        answered: list[requests.Response] = []
         try:
             with _watching(watchdog):
-                resp = self._session.get(
-                    url,
-                    headers=request.headers,
-                    stream=True,
-                    allow_redirects=False,
-                    timeout=(min(self.policy.connect_timeout, remaining), min(self.policy.read_timeout, remaining)),
-                )
+                try:
+                    resp = self._session.get(
+                        url,
+                        headers=request.headers,
+                        stream=True,
+                        allow_redirects=False,
+                        timeout=(min(self.policy.connect_timeout, remaining), min(self.policy.read_timeout, remaining)),
+                        hooks={"response": lambda r, **_: answered.append(r)},
+                    )
+                except ValueError:
+                    # requests parses a redirect's Location even when it does not follow it, and urlsplit
+                    # raises on "http://[broken": the Location is the caller's to judge, as any other.
+                    if not answered or answered[-1].status_code not in REDIRECT_STATUSES:
+                        raise
+                    resp = answered[-1]
             status = progress.status = resp.status_code
             if status in REDIRECT_STATUSES:
                 return _location(original, url, resp)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import courlan
 
@@ -32,6 +32,13 @@ def canonicalize(url: str) -> str | None:
     clean = urlsplit(normal)
     return urlunsplit(clean._replace(path=clean.path or "/", fragment=""))
 
+
+def absolute_url(base_url: str, link: str) -> str | None:
+    """The canonical absolute form of a link found in a document, or None when it is unusable."""
+    try:
+        return canonicalize(urljoin(base_url, link))
+    except ValueError:  # "http://[::1" and the like: a broken link, not a broken page or source
+        return None
 
 def url_key(url: str) -> str | None:
     """Identity of an article URL for "already stored?": canonical, without scheme or a leading `www.`.
