@@ -309,7 +309,7 @@ def serve(articles: int, hosts: int, port: int, feed_size: int, delay_ms: int = 
     stop.wait()
 
 
-def _free_port(hosts: int) -> int:
+def free_port_on_hosts(hosts: int) -> int:
     """A port free on every 127.0.0.x address the site binds."""
     for _ in range(50):
         probe = socket.socket()
@@ -332,7 +332,7 @@ class Site:
     def __init__(self, articles: int, hosts: int, feed_size: int, delay_ms: int = 0) -> None:
         """Start the server and wait until it listens."""
         self.corpus = Corpus(articles, hosts)
-        self.hosts, self.port = hosts, _free_port(hosts)
+        self.hosts, self.port = hosts, free_port_on_hosts(hosts)
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "serve", "--articles", str(articles), "--hosts", str(hosts),
              "--port", str(self.port), "--feed-size", str(feed_size), "--delay-ms", str(delay_ms)],

@@ -13,9 +13,9 @@ import psycopg2.extras
 import pytest
 from newsdedup import dashboard_queries, pipeline, polling, store
 from newsdedup.config import ConfigError, Settings
-from newsdedup.feeds import parse_feed
+from newsdedup.feeds import FeedEntry, parse_feed
 from newsdedup.polling import PollObservation
-from newsdedup.sources import Source, load_sources
+from newsdedup.sources import Discovery, Source, load_sources
 
 from tests.httpfixtures import LocalHTTPServer, RequestHandler, http_server_fixture, static  # noqa: F401
 
@@ -66,6 +66,26 @@ def test_new_items_shrink_the_interval_toward_their_spacing_down_to_the_floor(db
 def test_one_new_item_per_poll_keeps_the_interval(db_url: str) -> None:
     ids = add_sources(db_url, Source("steady", "https://steady.example/rss"))
     assert poll_series(db_url, ids["steady"], [PollObservation(5, "ok")] + [PollObservation(1, "ok")] * 3) == [3600] * 4
+
+
+def test_the_first_poll_reads_how_often_the_feed_publishes_from_its_dates(db_url: str) -> None:
+    def entries(count: int, every: timedelta, newest_age: timedelta = timedelta(0)) -> list[FeedEntry]:
+        return [FeedEntry(f"https://x.example/{i}", published_at=T0 - newest_age - i * every) for i in range(count)]
+
+    assert polling.publishing_interval(entries(10, timedelta(days=2)), T0) == 18 * 86400 / 10  # 10 in 18 days
+    stale = polling.publishing_interval(entries(10, timedelta(hours=1), newest_age=timedelta(days=30)), T0)
+    assert stale and stale > 3 * 86400  # ten entries an hour apart, a month ago: not a busy feed now
+    future = [FeedEntry("https://x.example/f", published_at=T0 + timedelta(days=9))]
+    assert polling.publishing_interval(entries(1, timedelta(hours=1)) + future, T0) is None  # one usable date
+    ids = add_sources(db_url, Source("weekly", "https://weekly.example/rss"), Source("wire", "https://wire.example/rss"),
+                      Source("undated", "https://undated.example/rss"))
+    weekly = polling.observe(Discovery(Source("weekly", ""), entries=entries(8, timedelta(days=7))), 8, T0)
+    wire = polling.observe(Discovery(Source("wire", ""), entries=entries(50, timedelta(minutes=4))), 50, T0)
+    undated = polling.observe(Discovery(Source("undated", ""), entries=[FeedEntry("https://u.example/1")]), 1, T0)
+    assert poll_series(db_url, ids["weekly"], [weekly]) == [86400]  # the ceiling, NEWSDEDUP_POLL_CEILING_HOURS
+    assert poll_series(db_url, ids["wire"], [wire]) == [900]  # the floor
+    assert poll_series(db_url, ids["undated"], [undated]) == [polling.START_SECONDS]
+    assert schedule_row(db_url, "weekly")["why"] == "learned"
 
 
 def test_304s_and_empty_reads_grow_the_interval_up_to_the_ceiling_and_failures_keep_it(db_url: str) -> None:

@@ -3,7 +3,9 @@
 After every crawl of a source, `record_poll` turns what the crawl saw (a `PollObservation`) into the
 source's next poll interval and stores `next_due_at = now + interval` on its `sources` row:
 
-- no interval yet (first poll): START_SECONDS, today's hourly run;
+- no interval yet (first poll): how often the feed's own dated entries say it publishes (its entries
+  over the time from the oldest of them to now: `publishing_interval`), or START_SECONDS (today's hourly
+  run) when fewer than two entries carry a date;
 - the feed listed new links (URLs neither stored nor given up): the interval shrinks, to the mean
   time between new links since the last poll (elapsed / new links) but at most by half (SHRINK);
 - the feed answered 304, or listed nothing new: the interval grows by GROW;
@@ -35,6 +37,7 @@ from newsdedup.config import ConfigError
 from newsdedup.store import Connection
 
 if TYPE_CHECKING:
+    from newsdedup.feeds import FeedEntry
     from newsdedup.sources import Discovery, Source
 
 FeedStatus = Literal["ok", "not_modified", "failed"]
@@ -52,6 +55,7 @@ class PollObservation:
     feed_status: FeedStatus
     declared_seconds: int | None = None  # the feed's <ttl> or sy:updatePeriod / sy:updateFrequency
     max_age_seconds: int | None = None  # the feed response's Cache-Control max-age
+    published_every_seconds: float | None = None  # what its entries' dates say (publishing_interval)
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ def next_interval(
     previous: int | None, elapsed: float | None, observation: PollObservation, bounds: Bounds
 ) -> tuple[int, str]:
     """The learned interval after one poll (seconds) and why: 'learned' or 'feed_declared'."""
-    interval = float(previous or START_SECONDS)
+    interval = float(previous or observation.published_every_seconds or START_SECONDS)
     if previous is not None and observation.feed_status == "ok" and observation.new_items > 0:
         between = (elapsed if elapsed and elapsed > 0 else interval) / observation.new_items
         interval = max(interval * SHRINK, min(interval, between))
@@ -108,11 +112,29 @@ def max_age(cache_control: str | None) -> int | None:
     return (int(match[1]) or None) if match else None
 
 
-def observe(found: Discovery, new_items: int) -> PollObservation:
+def publishing_interval(entries: Sequence[FeedEntry], now: datetime) -> float | None:
+    """Seconds per entry over the time the dated entries cover, up to now; None with fewer than two dates.
+
+    A feed whose ten entries span three weeks publishes about every two days, and one whose newest entry
+    is a month old less often still: dates in the future (a broken feed clock) are left out.
+    """
+    dates = [d for e in entries if (d := e.published_at or e.updated_at) is not None and d <= now]
+    if len(dates) < 2:
+        return None
+    return max((now - min(dates)).total_seconds(), 1.0) / len(dates)
+
+
+def observe(found: Discovery, new_items: int, now: datetime | None = None) -> PollObservation:
     """The observation of one discovery of a source, with the count of links not seen before."""
     status: FeedStatus = "failed" if found.error else "not_modified" if found.not_modified else "ok"
     feed = found.fetches[0] if found.fetches else None
-    return PollObservation(new_items, status, found.declared_seconds, max_age(feed and feed.cache_control))
+    return PollObservation(
+        new_items,
+        status,
+        found.declared_seconds,
+        max_age(feed and feed.cache_control),
+        publishing_interval(found.entries, now or datetime.now(UTC)),
+    )
 
 
 def record_poll(conn: Connection, source_id: int, observation: PollObservation, now: datetime) -> datetime:
