@@ -70,6 +70,9 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "NEWSDEDUP_STACK_DEMO": "1",
         "NEWSDEDUP_EXECUTOR": "celery",
         "NEWSDEDUP_CELERY_WORKERS": str(len(WORKERS)),
+        # Each processing task starts its extraction pool, as it does for a real backlog (>= 200 pages):
+        # a task forked from Celery's daemonic pool child must still be allowed to start it.
+        "NEWSDEDUP_POOL_MIN_PAGES": "1",
     }
     pids: dict[str, int] = {}
     try:

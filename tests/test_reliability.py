@@ -7,6 +7,8 @@ RELIABILITY.md lists each fault with the command that reproduces it.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.queues
 import os
 import random
 import shlex
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import billiard
 import psycopg2
 import pytest
 from newsdedup import pipeline, process, store
@@ -585,6 +588,33 @@ def _pages(count: int) -> list[dict]:
          "feed_title": None, "feed_published": None, "source_language": "en"}
         for i in range(count)
     ]
+
+
+def _extract_in_a_pool(pages: list[dict], done: multiprocessing.queues.Queue) -> None:
+    """In a daemonic process: extract pages with the worker pool; report the pages extracted, or the error."""
+    try:
+        extractor = process._Extractor(process.ProcessSettings(workers=2, pool_min_pages=1), pending=len(pages))
+        try:
+            pooled = extractor.pool is not None
+            results = extractor.submit(pages)()
+        finally:
+            extractor.close()
+        done.put((pooled, [r.raw_page_id for r in results if r.article is not None]))
+    except Exception as exc:  # noqa: BLE001 - the test shows it
+        done.put((False, repr(exc)))
+
+
+def test_a_task_forked_from_a_daemonic_process_still_gets_its_extraction_pool() -> None:
+    """Celery's prefork children are daemonic, and so is an Airflow task forked from one: the pool still starts."""
+    done = multiprocessing.get_context("fork").Queue()
+    # billiard is Celery's multiprocessing: its child also swaps in its own process object and authkey.
+    child = billiard.get_context("fork").Process(target=_extract_in_a_pool, args=(_pages(4), done), daemon=True)
+    child.start()
+    try:
+        pooled, extracted = done.get(timeout=120)
+    finally:
+        child.join(30)
+    assert (pooled, extracted) == (True, [0, 1, 2, 3])
 
 
 def test_extraction_worker_killed_mid_batch_loses_nothing() -> None:

@@ -105,6 +105,18 @@ def _start_worker(pid: int) -> None:
                   "html": _WARM_PAGE, "feed_title": None, "feed_published": None, "source_language": None})
 
 
+def _allow_children() -> None:
+    """Let this process start worker processes when it descends from a Celery pool child."""
+    # Celery's prefork pool (billiard) marks its children daemonic and makes its own process object
+    # multiprocessing's current process; an Airflow task process forked from one (CeleryExecutor) inherits
+    # both. multiprocessing then refuses to start a child (daemonic) or to pickle the authkey a new child
+    # copies (billiard's type). The daemon flag guards against orphans; ours exit with the process that
+    # started them (_watch_parent). So the flag is cleared and the same key given multiprocessing's type.
+    config = multiprocessing.current_process()._config
+    config["daemon"] = False
+    config["authkey"] = multiprocessing.process.AuthenticationString(config["authkey"])
+
+
 def _watch_parent(pid: int) -> None:
     """In a worker: exit when the process that started the pool is gone (killed, say).
 
@@ -164,6 +176,7 @@ class _Extractor:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         """Worker processes forked from a clean server process (not from this threaded one), all started now."""
+        _allow_children()
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
         if method == "forkserver":
