@@ -9,8 +9,10 @@ page first; the processing phase, from the first `process_shard` start to the en
 
 Reported per worker count: articles stored, processing seconds and articles/min, which worker ran each
 processing task, each worker's CPU (its process tree, sampled from /proc every second, over the phase,
-in cores), and the stories against the site's ground truth (pairwise precision and recall). Then the
-2-worker / 1-worker ratio. `scripts/stack.sh down` stops everything, also on error.
+in cores) and peak memory (the tree's resident sizes added up, which counts pages shared after a fork
+once per process, and its largest process), and the stories against the site's ground truth (pairwise
+precision and recall). Then the ratio of the last worker count to the first. `scripts/stack.sh down`
+stops everything, also on error.
 
     .venv/bin/python -m bench.celery_backlog [--articles 20000] [--hosts 20] [--workers 1 2]
 """
@@ -32,7 +34,7 @@ from pathlib import Path
 import psycopg2
 
 from bench import REPO
-from bench.load import Site, _processes, _quality, _tree
+from bench.load import Site, _processes, _quality, _rss_mb, _tree
 
 STACK = str(REPO / "scripts" / "stack.sh")
 
@@ -52,7 +54,7 @@ def rows(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
 
 
 class CpuSampler:
-    """CPU seconds each worker's process tree has used since sampling began, every second, with the wall time.
+    """CPU seconds each worker's process tree has used since sampling began, every second; peak memory.
 
     Each process's own CPU time is added up as it grows: a task's processes come and go (the task process,
     its extraction pool, the pool's fork server, which outlives its parent and is reaped by init), so the
@@ -64,6 +66,8 @@ class CpuSampler:
         self.samples: list[tuple[float, dict[str, float]]] = []
         self._seen: dict[int, float] = {}
         self._total = dict.fromkeys(self.roots, 0.0)
+        self.peak_tree_mb = dict.fromkeys(self.roots, 0.0)
+        self.peak_process_mb = dict.fromkeys(self.roots, 0.0)
         self._tick(count=False)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -73,11 +77,15 @@ class CpuSampler:
         table = _processes()
         seen = {}
         for name, root in self.roots.items():
-            for pid in _tree(table, root, set()) if root in table else []:
+            tree = _tree(table, root, set()) if root in table else []
+            for pid in tree:
                 cpu = table[pid][1]
                 seen[pid] = cpu
                 if count:
                     self._total[name] += max(cpu - self._seen.get(pid, 0.0), 0.0)
+            rss = [_rss_mb(pid) for pid in tree] or [0.0]
+            self.peak_tree_mb[name] = max(self.peak_tree_mb[name], sum(rss))
+            self.peak_process_mb[name] = max(self.peak_process_mb[name], max(rss))
         self._seen = seen
         self.samples.append((time.time(), dict(self._total)))
 
@@ -161,6 +169,8 @@ def measure(workers: int, site: Site, sources: Path, concurrency: int, timeout: 
             "articles_per_min": round(stored / (end - start) * 60),
             "process_tasks": sorted(f"{t[0]}[{t[1]}]@{t[2].rsplit('-', 1)[-1]}" for t in tasks),
             "worker_cores": sampler.cores(start, end),
+            "worker_peak_tree_mb": {k: round(v) for k, v in sampler.peak_tree_mb.items()},
+            "worker_peak_process_mb": {k: round(v) for k, v in sampler.peak_process_mb.items()},
             "pair_precision": quality["pair_precision"],
             "pair_recall": quality["pair_recall"],
         }
