@@ -8,6 +8,7 @@ RELIABILITY.md lists each fault with the command that reproduces it.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.queues
 import os
 import random
@@ -605,7 +606,12 @@ def _extract_in_a_pool(pages: list[dict], done: multiprocessing.queues.Queue) ->
 
 
 def test_a_task_forked_from_a_daemonic_process_still_gets_its_extraction_pool() -> None:
-    """Celery's prefork children are daemonic, and so is an Airflow task forked from one: the pool still starts."""
+    """Celery's prefork children are daemonic, and so is an Airflow task forked from one: the pool still starts.
+
+    The parent runs a fork server of its own first (as pytest does once another test has used a pool):
+    the child must start its own instead of asking after its parent's.
+    """
+    multiprocessing.forkserver.ensure_running()
     done = multiprocessing.get_context("fork").Queue()
     # billiard is Celery's multiprocessing: its child also swaps in its own process object and authkey.
     child = billiard.get_context("fork").Process(target=_extract_in_a_pool, args=(_pages(4), done), daemon=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import sys
 import threading
@@ -115,6 +116,21 @@ def _allow_children() -> None:
     config = multiprocessing.current_process()._config
     config["daemon"] = False
     config["authkey"] = multiprocessing.process.AuthenticationString(config["authkey"])
+
+
+def _forget_inherited_fork_server() -> None:
+    """In a forked child: drop the parent's fork server, so that the child's first pool starts its own."""
+    # multiprocessing keeps one fork server per process and checks it with waitpid, which fails in a
+    # forked child (ChildProcessError: the server is its parent's child). Its alive pipe is closed
+    # here so that the parent's server still stops with the parent.
+    server = multiprocessing.forkserver._forkserver
+    if server._forkserver_pid is None:
+        return
+    os.close(server._forkserver_alive_fd)
+    server._forkserver_pid = server._forkserver_address = server._forkserver_alive_fd = None
+
+
+os.register_at_fork(after_in_child=_forget_inherited_fork_server)
 
 
 def _watch_parent(pid: int) -> None:
