@@ -14,12 +14,18 @@ once per process, and its largest process), and the stories against the site's g
 precision and recall). Then the ratio of the last worker count to the first. `scripts/stack.sh down`
 stops everything, also on error.
 
+Memory as the corpus grows: each sample is also tagged with the articles stored at that moment (counted
+every 5 seconds), and each worker's largest process is reported per block of 10,000 stored articles
+(the peak while the count went from 0 to 10,000, 10,000 to 20,000, ...): flat means the last block's
+peak is no higher than the second's. `--articles 100000 --hosts 100` covers 10k to 100k.
+
     .venv/bin/python -m bench.celery_backlog [--articles 20000] [--hosts 20] [--workers 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -53,17 +59,19 @@ def rows(db_url: str, sql: str, params: tuple = ()) -> list[tuple]:
         return cur.fetchall()
 
 
-class CpuSampler:
-    """CPU seconds each worker's process tree has used since sampling began, every second; peak memory.
+class WorkerSampler:
+    """CPU seconds each worker's process tree has used since sampling began, every second; its memory.
 
     Each process's own CPU time is added up as it grows: a task's processes come and go (the task process,
     its extraction pool, the pool's fork server, which outlives its parent and is reaped by init), so the
     tree's current total would drop whenever one ends. Only a process's last second before it exits is lost.
     """
 
-    def __init__(self, state: Path, workers: list[str]) -> None:
+    def __init__(self, state: Path, workers: list[str], db_url: str) -> None:
         self.roots = {name: int((state / f"{name}.pid").read_text().split()[0]) for name in workers}
+        self.db_url, self.stored, self._counted = db_url, 0, 0.0
         self.samples: list[tuple[float, dict[str, float]]] = []
+        self.memory: list[tuple[int, dict[str, float]]] = []  # (articles stored, largest process MB)
         self._seen: dict[int, float] = {}
         self._total = dict.fromkeys(self.roots, 0.0)
         self.peak_tree_mb = dict.fromkeys(self.roots, 0.0)
@@ -75,7 +83,11 @@ class CpuSampler:
 
     def _tick(self, count: bool = True) -> None:
         table = _processes()
-        seen = {}
+        if time.monotonic() - self._counted >= 5:
+            self._counted = time.monotonic()
+            with contextlib.suppress(psycopg2.Error):  # the stack is starting or stopping: the last count stands
+                self.stored = rows(self.db_url, "SELECT count(*) FROM articles")[0][0]
+        seen, largest = {}, {}
         for name, root in self.roots.items():
             tree = _tree(table, root, set()) if root in table else []
             for pid in tree:
@@ -86,8 +98,10 @@ class CpuSampler:
             rss = [_rss_mb(pid) for pid in tree] or [0.0]
             self.peak_tree_mb[name] = max(self.peak_tree_mb[name], sum(rss))
             self.peak_process_mb[name] = max(self.peak_process_mb[name], max(rss))
+            largest[name] = max(rss)
         self._seen = seen
         self.samples.append((time.time(), dict(self._total)))
+        self.memory.append((self.stored, largest))
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
@@ -105,6 +119,16 @@ class CpuSampler:
             return {}
         (t0, a), (t1, b) = inside[0], inside[-1]
         return {name: round((b[name] - a.get(name, 0)) / (t1 - t0), 2) for name in b}
+
+    def memory_by_stored(self, block: int = 10_000) -> dict[str, dict[str, int]]:
+        """Each worker's largest process, peak MB, per block of `block` stored articles ("10000-20000": MB)."""
+        peaks: dict[str, dict[str, int]] = {name: {} for name in self.roots}
+        for stored, largest in self.memory:
+            low = stored // block * block
+            for name, mb in largest.items():
+                key = f"{low}-{low + block}"
+                peaks[name][key] = max(peaks[name].get(key, 0), round(mb))
+        return peaks
 
 
 def wait_for_run(meta_url: str, timeout: float) -> str:
@@ -147,7 +171,7 @@ def measure(workers: int, site: Site, sources: Path, concurrency: int, timeout: 
         settings = dict(line.split("=", 1) for line in (state / "env").read_text().splitlines() if "=" in line)
         meta_url = settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "", 1)
         db_url = settings["AIRFLOW_CONN_NEWSDEDUP_DB"]
-        sampler = CpuSampler(state, names)
+        sampler = WorkerSampler(state, names, db_url)
         run_state = wait_for_run(meta_url, timeout)
         sampler.stop()
         if run_state != "success":
@@ -171,6 +195,7 @@ def measure(workers: int, site: Site, sources: Path, concurrency: int, timeout: 
             "worker_cores": sampler.cores(start, end),
             "worker_peak_tree_mb": {k: round(v) for k, v in sampler.peak_tree_mb.items()},
             "worker_peak_process_mb": {k: round(v) for k, v in sampler.peak_process_mb.items()},
+            "worker_largest_process_mb_by_stored": sampler.memory_by_stored(),
             "pair_precision": quality["pair_precision"],
             "pair_recall": quality["pair_recall"],
         }
