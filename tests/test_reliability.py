@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -637,6 +638,44 @@ def test_extraction_worker_killed_mid_batch_loses_nothing() -> None:
         extractor.close()
     assert [r.raw_page_id for r in done] == list(range(40))
     assert all(r.article is not None for r in done), [r.failure for r in done if r.failure]
+
+
+def _writing_to_a_pipe(pid: int) -> bool:
+    """True while the process waits in the kernel to write more into a full pipe."""
+    try:
+        with open(f"/proc/{pid}/wchan") as wchan:
+            return "pipe_write" in wchan.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_extraction_worker_killed_while_sending_its_result_neither_hangs_the_batch_nor_the_exit() -> None:
+    """A worker killed halfway through writing a result leaves half a message: the batch and the pool still end.
+
+    The pool's manager thread then waits for the rest of that message, sees no death, fails no future;
+    the interpreter waits for that thread when it exits (a test process that never ends).
+    """
+    extractor = process._Extractor(process.ProcessSettings(workers=2, pool_min_pages=1), pending=4)
+    old = extractor.pool
+    manager = old._executor_manager_thread
+    try:
+        large = old.submit(bytes, 256 * 2**20)  # far more than a pipe holds: written in many parts
+        deadline = time.monotonic() + 60
+        victim = None
+        while victim is None and time.monotonic() < deadline and not large.done():
+            victim = next((pid for pid in list(old._processes) if _writing_to_a_pipe(pid)), None)
+        assert victim is not None, "no worker was seen writing its result"
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(2)
+        assert not large.done(), "the pool noticed the death by itself: half a message was not left behind"
+        done = extractor.submit(_pages(4))()
+    finally:
+        extractor.close()
+    assert [r.raw_page_id for r in done] == [0, 1, 2, 3]
+    assert all(r.article is not None for r in done)
+    assert isinstance(large.exception(timeout=10), BrokenProcessPool)
+    manager.join(10)
+    assert not manager.is_alive(), "the discarded pool's manager thread still waits for the rest of the message"
 
 
 def test_extraction_worker_killed_while_idle_neither_blocks_nor_breaks_the_next_batch() -> None:

@@ -232,7 +232,7 @@ class _Extractor:
         """Results of one chunk; a stuck or dead worker costs only its own pages, each tried alone."""
         while True:
             try:
-                return future.result(timeout=self.page_timeout * len(chunk))
+                return self._result(future, self.page_timeout * len(chunk))
             except (FutureTimeout, BrokenProcessPool, CancelledError) as exc:
                 if generation == self.generation and not isinstance(exc, CancelledError):
                     log.warning("extraction worker %s on %d page(s)", type(exc).__name__, len(chunk))
@@ -243,10 +243,25 @@ class _Extractor:
             # The pool was restarted for another chunk's sake: this one goes to the new pool whole.
             future, generation = self._submit(chunk), self.generation
 
+    def _result(self, future: Future, seconds: float) -> object:
+        """A future's result within `seconds`; a worker found dead while it is awaited breaks the pool at once."""
+        # A worker killed while it writes a result leaves half a message in the pool's result pipe: the
+        # pool's manager thread waits for the rest, never sees the death, and no future would end before
+        # its time limit (60 s a page). So the workers are looked at once a second while waiting.
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return future.result(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            except FutureTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+                if any(p.exitcode is not None for p in list((self.pool._processes or {}).values())):
+                    raise BrokenProcessPool("an extraction worker died while its result was being sent") from None
+
     def _alone(self, page: dict) -> Extracted:
         """Extract one page in the pool under the time limit; a timeout or a crash becomes its failure."""
         try:
-            return self.pool.submit(extract_page, page).result(timeout=self.page_timeout)
+            return self._result(self.pool.submit(extract_page, page), self.page_timeout)
         except (FutureTimeout, BrokenProcessPool) as exc:
             self._restart()
             return self._given_up(page, exc)
@@ -263,29 +278,42 @@ class _Extractor:
         """Kill the pool's processes (a stuck one never returns) and start fresh ones."""
         if self.pool is None:
             return
-        for process in list((self.pool._processes or {}).values()):  # no public way to stop a running task
-            process.kill()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        _discard(self.pool, grace=0)
         self.pool = self._new_pool()
         self.generation += 1
 
     def close(self, grace: float = 10) -> None:
-        """Stop the worker processes: politely, then by force after `grace` seconds.
+        """Stop the worker processes: politely, then by force after `grace` seconds."""
+        if self.pool is not None:
+            _discard(self.pool, grace)
+            self.pool = None
 
-        A worker killed while it waited for work dies holding the lock of the pool's task queue, so the
-        others never read their stop signal and a plain `shutdown(wait=True)` would wait for ever.
-        """
-        if self.pool is None:
-            return
-        processes = list((self.pool._processes or {}).values())
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + grace
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.exitcode is None:
-                process.kill()
-                process.join(5)
-        self.pool = None
+
+def _discard(pool: ProcessPoolExecutor, grace: float) -> None:
+    """Stop a pool: its workers (given `grace` seconds to exit, then killed) and the threads that serve it.
+
+    A worker killed while it waited for work dies holding the lock of the pool's task queue, so the others
+    never read their stop signal: a plain `shutdown(wait=True)` would wait for ever. One killed while it
+    wrote a result leaves the pool's manager thread reading half a message for ever, and the interpreter
+    waits for that thread when it exits.
+    """
+    processes = list((pool._processes or {}).values())  # no public way to stop a running task
+    results, manager = pool._result_queue, pool._executor_manager_thread
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.exitcode is None:
+            process.kill()
+            process.join(5)
+    if results is not None:
+        # The workers are gone; with this process's write end closed too, a read of a half-written
+        # result ends (end of file) and the manager thread stops, failing whatever it still waited for.
+        results._writer.close()
+    if manager is not None:
+        manager.join(10)
+        if manager.is_alive():
+            log.warning("extraction pool: its manager thread did not stop")
 
 
 # --------------------------------------------------------------------------- loading (parent side)
